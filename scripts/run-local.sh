@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# `make run`: the whole service on this machine. dynalite stands in for DynamoDB, moto for SQS,
+# `cargo lambda watch` for Lambda, and `erasure bridge` for the SQS event source mapping.
+# Everything listens on 127.0.0.1 only. Ctrl-C stops everything this script started.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DYNAMODB_PORT=8000
+SQS_PORT=9324
+LAMBDA_PORT=9000
+LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
+API_KEY=local-api-key
+AUTH_TOKEN=local-auth-token
+
+step "Tools"
+ensure_tools
+
+step "Emulators: DynamoDB (dynalite) on 127.0.0.1:$DYNAMODB_PORT, SQS (moto) on 127.0.0.1:$SQS_PORT"
+start_dynalite "$DYNAMODB_PORT"
+start_moto "$SQS_PORT"
+
+step "Build"
+cargo build --bins
+
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$DYNAMODB_PORT"
+export AWS_ENDPOINT_URL_SQS="http://127.0.0.1:$SQS_PORT"
+export DATA_TABLE=erasure-data
+export CONTROL_TABLE=erasure-control
+
+step "Tables and queues"
+# The last line on stdout is the task queue URL. A short visibility timeout shows retries in seconds.
+infra_out=$(target/debug/erasure infra create --queue erasure-tasks --visibility-timeout 30)
+TASK_QUEUE_URL=${infra_out##*$'\n'}
+[[ $TASK_QUEUE_URL == http* ]] || die "infra create did not print a queue URL (got: $TASK_QUEUE_URL)"
+log "task queue: $TASK_QUEUE_URL"
+
+step "Tenant and demo data"
+target/debug/erasure tenant create --api-key "$API_KEY" --auth-token "$AUTH_TOKEN"
+target/debug/erasure seed fixtures/demo.json --api-key "$API_KEY"
+
+step "Lambda emulator (cargo lambda watch) on $LAMBDA_URL"
+ENV_FILE=.local/local.env
+cat >"$ENV_FILE" <<EOF
+AWS_REGION=$AWS_REGION
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+AWS_EC2_METADATA_DISABLED=$AWS_EC2_METADATA_DISABLED
+AWS_ENDPOINT_URL_DYNAMODB=$AWS_ENDPOINT_URL_DYNAMODB
+AWS_ENDPOINT_URL_SQS=$AWS_ENDPOINT_URL_SQS
+DATA_TABLE=$DATA_TABLE
+CONTROL_TABLE=$CONTROL_TABLE
+TASK_QUEUE_URL=$TASK_QUEUE_URL
+MAX_RECEIVE_COUNT=5
+RUST_LOG=info
+EOF
+start_bg lambda-watch cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$ENV_FILE"
+wait_port 127.0.0.1 "$LAMBDA_PORT" 60
+log "building the api and worker functions on first call (up to a few minutes when cold)..."
+warm_functions "$LAMBDA_URL" 300
+
+step "SQS -> worker bridge (stands in for Lambda's event source mapping)"
+start_bg bridge target/debug/erasure bridge --queue-url "$TASK_QUEUE_URL" \
+    --lambda-endpoint "$LAMBDA_URL" --function worker
+
+step "Ready"
+cat <<EOF
+Demo users: ada, grace, alan, edsger (fixtures/demo.json).
+Logs: .local/logs/ (function output: tail -f .local/logs/lambda-watch.log .local/logs/bridge.log)
+
+Start a deletion job:
+
+  curl -s -X POST $LAMBDA_URL/lambda-url/api/v2/users/data/delete \\
+    -H 'x-velt-api-key: $API_KEY' \\
+    -H 'x-velt-auth-token: $AUTH_TOKEN' \\
+    -H 'content-type: application/json' \\
+    -d '{"data":{"userIds":["ada"]}}'
+
+Ask where it stands (put the jobId from the answer above):
+
+  curl -s -X POST $LAMBDA_URL/lambda-url/api/v2/users/data/delete/status \\
+    -H 'x-velt-api-key: $API_KEY' \\
+    -H 'x-velt-auth-token: $AUTH_TOKEN' \\
+    -H 'content-type: application/json' \\
+    -d '{"data":{"jobId":"<jobId>"}}'
+
+Press Ctrl-C to stop.
+EOF
+
+# Wait for Ctrl-C; if a component dies on its own, say so and stop the rest.
+while true; do
+    for pgid in "${BG_PGIDS[@]}"; do
+        if ! kill -0 "$pgid" 2>/dev/null; then
+            log "a background process (pid $pgid) exited; last lines of the logs:"
+            tail -n 20 "$LOG_DIR"/*.log >&2 || true
+            exit 1
+        fi
+    done
+    sleep 1 &
+    wait $! || true
+done

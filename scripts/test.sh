@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# `make test`: formatting, lints, unit/integration/end-to-end tests against local emulators, and
+# the SAM template checks. Uses its own ports (8100, 9424, 9100), so a running `make run` is not
+# disturbed. Stops at the first failure and always stops what it started.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+DYNAMODB_PORT=8100
+SQS_PORT=9424
+LAMBDA_PORT=9100
+LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
+
+step "Tools"
+ensure_tools
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "Emulators: DynamoDB (dynalite) on 127.0.0.1:$DYNAMODB_PORT, SQS (moto) on 127.0.0.1:$SQS_PORT"
+start_dynalite "$DYNAMODB_PORT"
+start_moto "$SQS_PORT"
+
+step "cargo build --bins"
+cargo build --bins
+
+step "Lambda emulator (cargo lambda watch) on $LAMBDA_URL"
+ENV_FILE=.local/e2e.env
+cat >"$ENV_FILE" <<EOF
+AWS_REGION=$AWS_REGION
+AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+AWS_EC2_METADATA_DISABLED=$AWS_EC2_METADATA_DISABLED
+AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMODB_PORT
+AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
+DATA_TABLE=e2e-data
+CONTROL_TABLE=e2e-control
+TASK_QUEUE_URL=http://127.0.0.1:$SQS_PORT/123456789012/e2e-tasks
+MAX_RECEIVE_COUNT=5
+RUST_LOG=info
+EOF
+# --ignore-changes: an edit made while the tests run must not rebuild the functions under them.
+start_bg lambda-watch-e2e cargo lambda watch --ignore-changes -A 127.0.0.1 -P "$LAMBDA_PORT" \
+    --env-file "$ENV_FILE"
+wait_port 127.0.0.1 "$LAMBDA_PORT" 60
+
+step "Warm up the api and worker functions (watch builds them on first call)"
+warm_functions "$LAMBDA_URL" 180
+
+step "cargo test --all-targets"
+ERASURE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT" \
+    ERASURE_TEST_SQS_ENDPOINT="http://127.0.0.1:$SQS_PORT" \
+    ERASURE_E2E_LAMBDA_ENDPOINT="$LAMBDA_URL" \
+    ERASURE_E2E_ENV_FILE="$ROOT/$ENV_FILE" \
+    cargo test --all-targets
+
+step "sam validate --lint"
+sam validate --lint -t template.yaml
+
+step "cfn-lint"
+cfn-lint template.yaml
+
+step "All checks passed"

@@ -1,0 +1,258 @@
+//! DynamoDB plumbing shared by the data store and the control table: batched writes and reads
+//! that finish their unprocessed remainder, and paged prefix queries.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use futures::{stream, StreamExt, TryStreamExt};
+
+use crate::store::entity::Key;
+
+/// A DynamoDB item.
+pub type Item = HashMap<String, AttributeValue>;
+
+/// BatchWriteItem's limit.
+const WRITE_BATCH: usize = 25;
+/// BatchGetItem's limit.
+const GET_BATCH: usize = 100;
+/// Batches in flight at once per call.
+const CONCURRENCY: usize = 8;
+/// Rounds of retrying unprocessed items before giving up (throttling past the retries).
+const UNPROCESSED_ROUNDS: u32 = 10;
+
+/// A DynamoDB call that failed, kept with its cause.
+#[derive(Debug, thiserror::Error)]
+pub enum DynamoError {
+    #[error("DynamoDB {operation} failed")]
+    Call {
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("DynamoDB {operation} left items unprocessed after {UNPROCESSED_ROUNDS} rounds")]
+    Throttled { operation: &'static str },
+    #[error("an item of the table does not have the expected shape")]
+    Shape(#[source] serde_dynamo::Error),
+}
+
+impl DynamoError {
+    pub fn call(
+        operation: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        DynamoError::Call {
+            operation,
+            source: Box::new(source),
+        }
+    }
+}
+
+pub fn key_item(key: &Key) -> Item {
+    HashMap::from([
+        ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
+        ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
+    ])
+}
+
+pub fn item_key(item: &Item) -> Option<Key> {
+    match (item.get("pk"), item.get("sk")) {
+        (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => Some(Key {
+            pk: pk.clone(),
+            sk: sk.clone(),
+        }),
+        _ => None,
+    }
+}
+
+pub fn put_request(item: Item) -> WriteRequest {
+    WriteRequest::builder()
+        .put_request(
+            PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .expect("item is set"),
+        )
+        .build()
+}
+
+pub fn delete_request(key: &Key) -> WriteRequest {
+    WriteRequest::builder()
+        .delete_request(
+            DeleteRequest::builder()
+                .set_key(Some(key_item(key)))
+                .build()
+                .expect("key is set"),
+        )
+        .build()
+}
+
+async fn backoff(round: u32) {
+    tokio::time::sleep(Duration::from_millis(10u64 << round.min(7))).await;
+}
+
+/// Writes every request, 25 to a batch, several batches at once, retrying what DynamoDB leaves
+/// unprocessed. Puts and deletes are idempotent, so a retry of the whole call is safe too.
+pub async fn batch_write(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+) -> Result<(), DynamoError> {
+    let chunks: Vec<Vec<WriteRequest>> = requests
+        .chunks(WRITE_BATCH)
+        .map(<[WriteRequest]>::to_vec)
+        .collect();
+    stream::iter(chunks)
+        .map(|chunk| write_chunk(client, table, chunk))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+async fn write_chunk(
+    client: &Client,
+    table: &str,
+    mut chunk: Vec<WriteRequest>,
+) -> Result<(), DynamoError> {
+    for round in 0..UNPROCESSED_ROUNDS {
+        let output = client
+            .batch_write_item()
+            .request_items(table, chunk)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("BatchWriteItem", e))?;
+        chunk = output
+            .unprocessed_items
+            .and_then(|mut u| u.remove(table))
+            .unwrap_or_default();
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        backoff(round).await;
+    }
+    Err(DynamoError::Throttled {
+        operation: "BatchWriteItem",
+    })
+}
+
+/// Reads the items at `keys` (missing ones are simply absent from the answer), 100 to a batch.
+/// `consistent` asks for strongly consistent reads.
+pub async fn batch_get(
+    client: &Client,
+    table: &str,
+    keys: &[Key],
+    consistent: bool,
+) -> Result<Vec<Item>, DynamoError> {
+    let mut unique: Vec<&Key> = keys.iter().collect();
+    unique.sort();
+    unique.dedup();
+    let chunks: Vec<Vec<Item>> = unique
+        .chunks(GET_BATCH)
+        .map(|c| c.iter().map(|k| key_item(k)).collect())
+        .collect();
+    let pages: Vec<Vec<Item>> = stream::iter(chunks)
+        .map(|chunk| get_chunk(client, table, chunk, consistent))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(pages.into_iter().flatten().collect())
+}
+
+async fn get_chunk(
+    client: &Client,
+    table: &str,
+    mut keys: Vec<Item>,
+    consistent: bool,
+) -> Result<Vec<Item>, DynamoError> {
+    let mut items = Vec::with_capacity(keys.len());
+    for round in 0..UNPROCESSED_ROUNDS {
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(keys))
+            .consistent_read(consistent)
+            .build()
+            .map_err(|e| DynamoError::call("BatchGetItem", e))?;
+        let mut output = client
+            .batch_get_item()
+            .request_items(table, request)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("BatchGetItem", e))?;
+        items.extend(
+            output
+                .responses
+                .as_mut()
+                .and_then(|r| r.remove(table))
+                .unwrap_or_default(),
+        );
+        keys = output
+            .unprocessed_keys
+            .and_then(|mut u| u.remove(table))
+            .map(|k| k.keys)
+            .unwrap_or_default();
+        if keys.is_empty() {
+            return Ok(items);
+        }
+        backoff(round).await;
+    }
+    Err(DynamoError::Throttled {
+        operation: "BatchGetItem",
+    })
+}
+
+/// One page of a `begins_with` query on the sort key, and where the next page starts.
+pub struct Page {
+    pub items: Vec<Item>,
+    pub next: Option<Item>,
+}
+
+/// Queries one page of `pk`'s items whose sort key starts with `prefix`.
+pub async fn query_prefix(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    prefix: &str,
+    limit: i32,
+    start: Option<Item>,
+    consistent: bool,
+) -> Result<Page, DynamoError> {
+    let output = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+        .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+        .limit(limit)
+        .consistent_read(consistent)
+        .set_exclusive_start_key(start)
+        .send()
+        .await
+        .map_err(|e| DynamoError::call("Query", e))?;
+    Ok(Page {
+        items: output.items.unwrap_or_default(),
+        next: output.last_evaluated_key.filter(|k| !k.is_empty()),
+    })
+}
+
+/// Every item of `pk` whose sort key starts with `prefix`.
+pub async fn query_all(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    prefix: &str,
+    consistent: bool,
+) -> Result<Vec<Item>, DynamoError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = query_prefix(client, table, pk, prefix, 1000, start, consistent).await?;
+        items.extend(page.items);
+        match page.next {
+            Some(next) => start = Some(next),
+            None => return Ok(items),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The shapes of the tables and queues, in one place: `erasure infra create` builds them locally and
+//! a test checks that `template.yaml` declares the same.
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+/// Partition key attribute of both tables.
+pub const PARTITION_KEY: &str = "pk";
+/// Sort key attribute of both tables.
+pub const SORT_KEY: &str = "sk";
+/// The control table's TTL attribute (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "expiresAt";
+/// Receives before SQS moves a task to the dead-letter queue; the worker reads the same number
+/// (`MAX_RECEIVE_COUNT`) to know a task's last attempt.
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+/// How long a received task stays invisible on AWS: six times the worker's 120 s timeout.
+pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 720;
+/// How long a failed task is kept in the dead-letter queue (14 days, the SQS maximum).
+pub const DLQ_RETENTION_SECONDS: u32 = 1_209_600;
+
+/// A table's key schema and TTL: what must match between the code and `template.yaml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub partition_key: &'static str,
+    pub sort_key: &'static str,
+    pub ttl_attribute: Option<&'static str>,
+}
+
+/// The collaboration data store: entities, per-user reference items and tombstones.
+pub const DATA_TABLE: TableSpec = TableSpec {
+    partition_key: PARTITION_KEY,
+    sort_key: SORT_KEY,
+    ttl_attribute: None,
+};
+
+/// The control plane: tenants, jobs, idempotency records and rate-limit windows.
+pub const CONTROL_TABLE: TableSpec = TableSpec {
+    partition_key: PARTITION_KEY,
+    sort_key: SORT_KEY,
+    ttl_attribute: Some(TTL_ATTRIBUTE),
+};
+
+/// Errors while creating local infrastructure.
+#[derive(Debug, thiserror::Error)]
+pub enum InfraError {
+    #[error("could not create table {table}")]
+    Table {
+        table: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("could not create queue {queue}")]
+    Queue {
+        queue: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Creates `name` with `spec` unless it exists already (on-demand billing, as in the template).
+pub async fn ensure_table(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+    spec: &TableSpec,
+) -> Result<(), InfraError> {
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| InfraError::Table {
+        table: name.to_owned(),
+        source,
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| fail(e.into()))
+    };
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .map_err(|e| fail(e.into()))
+    };
+    let created = client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute(spec.partition_key)?)
+        .attribute_definitions(attribute(spec.sort_key)?)
+        .key_schema(key(spec.partition_key, KeyType::Hash)?)
+        .key_schema(key(spec.sort_key, KeyType::Range)?)
+        .send()
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(error)
+            if error
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_in_use_exception()) =>
+        {
+            return Ok(())
+        }
+        Err(error) => return Err(fail(error.into())),
+    }
+    if let Some(ttl) = spec.ttl_attribute {
+        let ttl = TimeToLiveSpecification::builder()
+            .attribute_name(ttl)
+            .enabled(true)
+            .build()
+            .map_err(|e| fail(e.into()))?;
+        // dynalite does not implement UpdateTimeToLive; TTL only matters on AWS, where the
+        // template declares it, so a refusal here is not an error.
+        let _ = client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(ttl)
+            .send()
+            .await;
+    }
+    Ok(())
+}
+
+/// The queues a task queue needs: its URL and its dead-letter queue's URL.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    pub task_queue_url: String,
+    pub dead_letter_queue_url: String,
+}
+
+/// Creates the task queue `name` and its dead-letter queue `name-dlq` with the redrive policy of
+/// the template. `visibility_timeout` is shorter locally so that retries show up in seconds.
+pub async fn ensure_queues(
+    client: &aws_sdk_sqs::Client,
+    name: &str,
+    visibility_timeout_seconds: u32,
+) -> Result<Queues, InfraError> {
+    let dlq_name = format!("{name}-dlq");
+    let fail = |queue: &str, source: Box<dyn std::error::Error + Send + Sync>| InfraError::Queue {
+        queue: queue.to_owned(),
+        source,
+    };
+    let dlq = client
+        .create_queue()
+        .queue_name(&dlq_name)
+        .attributes(
+            QueueAttributeName::MessageRetentionPeriod,
+            DLQ_RETENTION_SECONDS.to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| fail(&dlq_name, e.into()))?;
+    let dlq_url = dlq.queue_url().unwrap_or_default().to_owned();
+    let dlq_arn = client
+        .get_queue_attributes()
+        .queue_url(&dlq_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| fail(&dlq_name, e.into()))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default();
+    let redrive = serde_json::json!({
+        "deadLetterTargetArn": dlq_arn,
+        "maxReceiveCount": MAX_RECEIVE_COUNT.to_string(),
+    });
+    let queue = client
+        .create_queue()
+        .queue_name(name)
+        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            visibility_timeout_seconds.to_string(),
+        )
+        .send()
+        .await
+        .map_err(|e| fail(name, e.into()))?;
+    Ok(Queues {
+        task_queue_url: queue.queue_url().unwrap_or_default().to_owned(),
+        dead_letter_queue_url: dlq_url,
+    })
+}

@@ -1,0 +1,10 @@
+//! erasure: erases a user's data from a collaboration product, behind a Velt-compatible
+//! "Delete All User Data" API on AWS Lambda.
+
+pub mod config;
+pub mod domain;
+pub mod dynamo;
+pub mod features;
+pub mod infra;
+pub mod keys;
+pub mod store;

@@ -1,0 +1,605 @@
+//! The entities of the data store, their keys, and the users each one refers to.
+//!
+//! Every entity knows its own key and its references: the (user, feature) pairs that must find
+//! it when that user is erased. The write path stores one reference item per pair in the user's
+//! partition, and erasure follows them, so the cost of erasing a user follows what they own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::UserId;
+use crate::domain::task::TaskKind;
+use crate::keys::component;
+
+/// The text that replaces a mention of an erased user: it carries nothing of them.
+pub const MENTION_PLACEHOLDER: &str = "[deleted user]";
+
+/// A tenant's key prefix, from its API key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tenant(String);
+
+impl Tenant {
+    pub fn from_api_key(api_key: &str) -> Self {
+        Self(format!("T#{}", component(api_key)))
+    }
+
+    /// The partition of a user: their profile, their reference items and their tombstone.
+    pub fn user_partition(&self, user_id: &str) -> String {
+        format!("{}#U#{}", self.0, component(user_id))
+    }
+
+    fn organization_partition(&self, organization_id: &str) -> String {
+        format!("{}#O#{}", self.0, component(organization_id))
+    }
+
+    fn document_partition(&self, organization_id: &str, document_id: &str) -> String {
+        format!(
+            "{}#D#{}",
+            self.organization_partition(organization_id),
+            component(document_id)
+        )
+    }
+
+    /// The key component of this tenant, for records outside the data table.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A DynamoDB primary key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    pub pk: String,
+    pub sk: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Profile {
+    pub user_id: String,
+    pub name: String,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Organization {
+    pub organization_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Member {
+    pub organization_id: String,
+    pub user_id: String,
+    pub access_role: String,
+}
+
+/// An entry of an @mention contact list: of an organization, a folder or a document.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Contact {
+    pub organization_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_id: Option<String>,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserGroup {
+    pub organization_id: String,
+    pub group_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMember {
+    pub organization_id: String,
+    pub group_id: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Folder {
+    pub organization_id: String,
+    pub folder_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FolderAccess {
+    pub organization_id: String,
+    pub folder_id: String,
+    pub user_id: String,
+    pub access_role: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    pub organization_id: String,
+    pub document_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentAccess {
+    pub organization_id: String,
+    pub document_id: String,
+    pub user_id: String,
+    pub access_role: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Annotation {
+    pub organization_id: String,
+    pub document_id: String,
+    pub annotation_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assigned_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+}
+
+/// A user a comment tags, as the user's record said when the comment was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaggedContact {
+    pub user_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Comment {
+    pub organization_id: String,
+    pub document_id: String,
+    pub annotation_id: String,
+    pub comment_id: String,
+    pub from: String,
+    pub text: String,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub tagged_user_contacts: Vec<TaggedContact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommentReaction {
+    pub organization_id: String,
+    pub document_id: String,
+    pub annotation_id: String,
+    pub comment_id: String,
+    pub emoji: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentReaction {
+    pub organization_id: String,
+    pub document_id: String,
+    pub reaction_id: String,
+    pub emoji: String,
+    pub user_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Recording {
+    pub organization_id: String,
+    pub document_id: String,
+    pub recording_id: String,
+    pub from: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notification {
+    pub organization_id: String,
+    pub document_id: String,
+    pub notification_id: String,
+    pub to: String,
+    pub from: String,
+    pub text: String,
+}
+
+/// A user having seen an annotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct View {
+    pub organization_id: String,
+    pub document_id: String,
+    pub annotation_id: String,
+    pub user_id: String,
+}
+
+/// Everything the data store holds, tagged by `entity` in each item.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "entity")]
+pub enum Entity {
+    Profile(Profile),
+    Organization(Organization),
+    Member(Member),
+    Contact(Contact),
+    UserGroup(UserGroup),
+    GroupMember(GroupMember),
+    Folder(Folder),
+    FolderAccess(FolderAccess),
+    Document(Document),
+    DocumentAccess(DocumentAccess),
+    Annotation(Annotation),
+    Comment(Comment),
+    CommentReaction(CommentReaction),
+    DocumentReaction(DocumentReaction),
+    Recording(Recording),
+    Notification(Notification),
+    View(View),
+}
+
+/// The mention tokens `{{userId}}` of a text, in order. A token ends at the first `}}`.
+pub fn mention_tokens(text: &str) -> Vec<&str> {
+    let mut tokens = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else { break };
+        tokens.push(&after[..end]);
+        rest = &after[end + 2..];
+    }
+    tokens
+}
+
+/// `text` with every mention token of `user_id` replaced by the neutral placeholder.
+pub fn without_mention(text: &str, user_id: &str) -> String {
+    text.replace(&format!("{{{{{user_id}}}}}"), MENTION_PLACEHOLDER)
+}
+
+fn annotation_sort_key(annotation_id: &str) -> String {
+    format!("ANN#{}", component(annotation_id))
+}
+
+fn comment_sort_key(annotation_id: &str, comment_id: &str) -> String {
+    format!(
+        "{}#C#{}",
+        annotation_sort_key(annotation_id),
+        component(comment_id)
+    )
+}
+
+impl Entity {
+    /// The item's primary key inside `tenant`. Child entities sort under their parent
+    /// (`ANN#a` → `ANN#a#C#c` → `ANN#a#C#c#R#…`), so a parent's subtree is one key range.
+    pub fn key(&self, tenant: &Tenant) -> Key {
+        let (pk, sk) = match self {
+            Entity::Profile(p) => (tenant.user_partition(&p.user_id), "PROFILE".to_owned()),
+            Entity::Organization(o) => (
+                tenant.organization_partition(&o.organization_id),
+                "ORG".to_owned(),
+            ),
+            Entity::Member(m) => (
+                tenant.organization_partition(&m.organization_id),
+                format!("MEMBER#{}", component(&m.user_id)),
+            ),
+            Entity::Contact(c) => match (&c.folder_id, &c.document_id) {
+                (_, Some(document_id)) => (
+                    tenant.document_partition(&c.organization_id, document_id),
+                    format!("CONTACT#{}", component(&c.user_id)),
+                ),
+                (Some(folder_id), None) => (
+                    tenant.organization_partition(&c.organization_id),
+                    format!(
+                        "FOLDER#{}#CONTACT#{}",
+                        component(folder_id),
+                        component(&c.user_id)
+                    ),
+                ),
+                (None, None) => (
+                    tenant.organization_partition(&c.organization_id),
+                    format!("CONTACT#{}", component(&c.user_id)),
+                ),
+            },
+            Entity::UserGroup(g) => (
+                tenant.organization_partition(&g.organization_id),
+                format!("GROUP#{}", component(&g.group_id)),
+            ),
+            Entity::GroupMember(g) => (
+                tenant.organization_partition(&g.organization_id),
+                format!(
+                    "GROUP#{}#USER#{}",
+                    component(&g.group_id),
+                    component(&g.user_id)
+                ),
+            ),
+            Entity::Folder(f) => (
+                tenant.organization_partition(&f.organization_id),
+                format!("FOLDER#{}", component(&f.folder_id)),
+            ),
+            Entity::FolderAccess(f) => (
+                tenant.organization_partition(&f.organization_id),
+                format!(
+                    "FOLDER#{}#ACCESS#{}",
+                    component(&f.folder_id),
+                    component(&f.user_id)
+                ),
+            ),
+            Entity::Document(d) => (
+                tenant.document_partition(&d.organization_id, &d.document_id),
+                "DOC".to_owned(),
+            ),
+            Entity::DocumentAccess(a) => (
+                tenant.document_partition(&a.organization_id, &a.document_id),
+                format!("ACCESS#{}", component(&a.user_id)),
+            ),
+            Entity::Annotation(a) => (
+                tenant.document_partition(&a.organization_id, &a.document_id),
+                annotation_sort_key(&a.annotation_id),
+            ),
+            Entity::View(v) => (
+                tenant.document_partition(&v.organization_id, &v.document_id),
+                format!(
+                    "{}#VIEW#{}",
+                    annotation_sort_key(&v.annotation_id),
+                    component(&v.user_id)
+                ),
+            ),
+            Entity::Comment(c) => (
+                tenant.document_partition(&c.organization_id, &c.document_id),
+                comment_sort_key(&c.annotation_id, &c.comment_id),
+            ),
+            Entity::CommentReaction(r) => (
+                tenant.document_partition(&r.organization_id, &r.document_id),
+                format!(
+                    "{}#R#{}#{}",
+                    comment_sort_key(&r.annotation_id, &r.comment_id),
+                    component(&r.user_id),
+                    component(&r.emoji)
+                ),
+            ),
+            Entity::DocumentReaction(r) => (
+                tenant.document_partition(&r.organization_id, &r.document_id),
+                format!("REACTION#{}", component(&r.reaction_id)),
+            ),
+            Entity::Recording(r) => (
+                tenant.document_partition(&r.organization_id, &r.document_id),
+                format!("RECORDING#{}", component(&r.recording_id)),
+            ),
+            Entity::Notification(n) => (
+                tenant.document_partition(&n.organization_id, &n.document_id),
+                format!("NOTIFICATION#{}", component(&n.notification_id)),
+            ),
+        };
+        Key { pk, sk }
+    }
+
+    /// The organization the entity lives in; `None` for the user record.
+    pub fn organization_id(&self) -> Option<&str> {
+        Some(match self {
+            Entity::Profile(_) => return None,
+            Entity::Organization(e) => &e.organization_id,
+            Entity::Member(e) => &e.organization_id,
+            Entity::Contact(e) => &e.organization_id,
+            Entity::UserGroup(e) => &e.organization_id,
+            Entity::GroupMember(e) => &e.organization_id,
+            Entity::Folder(e) => &e.organization_id,
+            Entity::FolderAccess(e) => &e.organization_id,
+            Entity::Document(e) => &e.organization_id,
+            Entity::DocumentAccess(e) => &e.organization_id,
+            Entity::Annotation(e) => &e.organization_id,
+            Entity::Comment(e) => &e.organization_id,
+            Entity::CommentReaction(e) => &e.organization_id,
+            Entity::DocumentReaction(e) => &e.organization_id,
+            Entity::Recording(e) => &e.organization_id,
+            Entity::Notification(e) => &e.organization_id,
+            Entity::View(e) => &e.organization_id,
+        })
+    }
+
+    /// The (user, feature) pairs that must reach this entity, without repeats.
+    pub fn references(&self) -> Vec<(&str, TaskKind)> {
+        let mut refs: Vec<(&str, TaskKind)> = match self {
+            Entity::Organization(_)
+            | Entity::UserGroup(_)
+            | Entity::Folder(_)
+            | Entity::Document(_) => vec![],
+            Entity::Profile(p) => vec![(&p.user_id, TaskKind::Profile)],
+            Entity::Member(e) => vec![(&e.user_id, TaskKind::Access)],
+            Entity::GroupMember(e) => vec![(&e.user_id, TaskKind::Access)],
+            Entity::FolderAccess(e) => vec![(&e.user_id, TaskKind::Access)],
+            Entity::DocumentAccess(e) => vec![(&e.user_id, TaskKind::Access)],
+            Entity::Contact(e) => vec![(&e.user_id, TaskKind::Contacts)],
+            Entity::Annotation(a) => a
+                .assigned_to
+                .iter()
+                .chain(&a.resolved_by)
+                .map(|u| (u.as_str(), TaskKind::Comments))
+                .collect(),
+            Entity::View(e) => vec![(&e.user_id, TaskKind::Views)],
+            Entity::Comment(c) => std::iter::once((c.from.as_str(), TaskKind::Comments))
+                .chain(c.to.iter().map(|u| (u.as_str(), TaskKind::Mentions)))
+                .chain(
+                    c.tagged_user_contacts
+                        .iter()
+                        .map(|t| (t.user_id.as_str(), TaskKind::Mentions)),
+                )
+                .chain(
+                    mention_tokens(&c.text)
+                        .into_iter()
+                        .map(|u| (u, TaskKind::Mentions)),
+                )
+                .collect(),
+            Entity::CommentReaction(e) => vec![(&e.user_id, TaskKind::Reactions)],
+            Entity::DocumentReaction(e) => vec![(&e.user_id, TaskKind::Reactions)],
+            Entity::Recording(e) => vec![(&e.from, TaskKind::Recordings)],
+            Entity::Notification(n) => [n.to.as_str(), n.from.as_str()]
+                .into_iter()
+                .chain(mention_tokens(&n.text))
+                .map(|u| (u, TaskKind::Notifications))
+                .collect(),
+        };
+        let mut seen = Vec::with_capacity(refs.len());
+        refs.retain(|r| {
+            let fresh = !seen.contains(r);
+            if fresh {
+                seen.push(*r);
+            }
+            fresh
+        });
+        refs
+    }
+
+    /// Whether other entities sort under this one and go with it.
+    pub fn has_children(&self) -> bool {
+        matches!(self, Entity::Annotation(_) | Entity::Comment(_))
+    }
+
+    /// The users the entity names anywhere (for the write path's tombstone check).
+    pub fn users(&self) -> Vec<&str> {
+        self.references().into_iter().map(|(u, _)| u).collect()
+    }
+
+    /// For a comment: the key of its annotation, which goes when its last comment goes.
+    pub fn parent_annotation(&self, tenant: &Tenant) -> Option<Key> {
+        match self {
+            Entity::Comment(c) => Some(Key {
+                pk: tenant.document_partition(&c.organization_id, &c.document_id),
+                sk: annotation_sort_key(&c.annotation_id),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether `user` is the one this entity belongs to or names.
+    pub fn names_user(&self, user: &UserId) -> bool {
+        self.users().contains(&user.as_str())
+    }
+}
+
+/// The reference item that leads `user`'s `kind` task to the item at `target`.
+pub fn reference_key(
+    tenant: &Tenant,
+    user_id: &str,
+    kind: TaskKind,
+    organization_id: Option<&str>,
+    target: &Key,
+) -> Key {
+    Key {
+        pk: tenant.user_partition(user_id),
+        sk: format!(
+            "{}{}",
+            reference_prefix(kind, organization_id),
+            component(&format!("{}\u{0}{}", target.pk, target.sk))
+        ),
+    }
+}
+
+/// The sort-key prefix of `kind`'s references, inside one organization or (`None`) outside any.
+pub fn reference_prefix(kind: TaskKind, organization_id: Option<&str>) -> String {
+    let scope = organization_id.map_or_else(|| "_".to_owned(), component);
+    format!("REF#{kind}#{scope}#")
+}
+
+/// The sort-key prefix of all of `kind`'s references of a user.
+pub fn reference_kind_prefix(kind: TaskKind) -> String {
+    format!("REF#{kind}#")
+}
+
+/// The sort key of a user's tombstone.
+pub const TOMBSTONE_SORT_KEY: &str = "TOMBSTONE";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn comment(text: &str, from: &str, to: &[&str]) -> Entity {
+        Entity::Comment(Comment {
+            organization_id: "o".into(),
+            document_id: "d".into(),
+            annotation_id: "a".into(),
+            comment_id: "c".into(),
+            from: from.into(),
+            text: text.into(),
+            to: to.iter().map(|s| s.to_string()).collect(),
+            tagged_user_contacts: vec![],
+        })
+    }
+
+    #[test]
+    fn mention_tokens_are_found_in_order() {
+        assert_eq!(mention_tokens("hi {{u1}} and {{u 2}}!"), ["u1", "u 2"]);
+        assert!(mention_tokens("{{unclosed").is_empty());
+    }
+
+    #[test]
+    fn removing_a_mention_leaves_ids_sharing_its_prefix() {
+        assert_eq!(
+            without_mention("{{u1}} {{u10}}", "u1"),
+            "[deleted user] {{u10}}"
+        );
+    }
+
+    #[test]
+    fn a_comment_refers_to_its_author_and_everyone_it_mentions_once() {
+        let c = comment("{{b}} {{c}} {{b}}", "a", &["b"]);
+        assert_eq!(
+            c.references(),
+            [
+                ("a", TaskKind::Comments),
+                ("b", TaskKind::Mentions),
+                ("c", TaskKind::Mentions)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_comment_sorts_under_its_annotation() {
+        let tenant = Tenant::from_api_key("k");
+        let c = comment("", "a", &[]);
+        let annotation = c.parent_annotation(&tenant).unwrap();
+        let key = c.key(&tenant);
+        assert_eq!(key.pk, annotation.pk);
+        assert!(key.sk.starts_with(&format!("{}#", annotation.sk)));
+    }
+
+    #[test]
+    fn reference_keys_of_one_organization_never_match_another() {
+        let tenant = Tenant::from_api_key("k");
+        let target = Key {
+            pk: "p".into(),
+            sk: "s".into(),
+        };
+        let r = reference_key(&tenant, "u", TaskKind::Access, Some("org1"), &target);
+        assert!(r
+            .sk
+            .starts_with(&reference_prefix(TaskKind::Access, Some("org1"))));
+        assert!(!r
+            .sk
+            .starts_with(&reference_prefix(TaskKind::Access, Some("org10"))));
+        assert!(!r.sk.contains("org1"));
+    }
+
+    #[test]
+    fn entities_round_trip_through_dynamodb_items() {
+        let c = comment("{{b}}", "a", &["b"]);
+        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
+            serde_dynamo::to_item(&c).unwrap();
+        assert!(item.contains_key("entity"));
+        let back: Entity = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, c);
+    }
+}

@@ -1,0 +1,439 @@
+//! The erasure engine: follows a user's reference items of one feature, in the job's scope, and
+//! carries out what the feature's deleter decides for each entity they lead to.
+//!
+//! Every step is idempotent and ordered so that a crash at any point leaves the user's own
+//! reference in place until the entity it leads to is dealt with: a retry finds it again.
+//! The order for a removal is: the other users' references to the entity and to the entities
+//! under it, then the entities under it, then the entity, then the user's own reference.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::{stream, StreamExt, TryStreamExt};
+use serde::de::Error as _;
+
+use super::entity::{reference_kind_prefix, reference_prefix, Entity, Key, Tenant};
+use super::{entity_item, reference_keys, DataStore, StoreError};
+use crate::domain::ids::{OrganizationId, UserId};
+use crate::dynamo::{self, DynamoError, Item};
+use crate::features::{Deleter, Effect};
+
+/// References read and dealt with at a time (BatchGetItem's limit).
+const PAGE: i32 = 100;
+/// Rewrites in flight at once.
+const REWRITE_CONCURRENCY: usize = 16;
+/// Attempts at a rewrite that keeps meeting a concurrent writer.
+const REWRITE_ATTEMPTS: u32 = 20;
+
+/// What erasing (or previewing) one feature of one user did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub removed: u64,
+    pub rewritten: u64,
+}
+
+impl std::ops::AddAssign for Outcome {
+    fn add_assign(&mut self, other: Self) {
+        self.removed += other.removed;
+        self.rewritten += other.rewritten;
+    }
+}
+
+/// A reference item, read.
+struct Reference {
+    key: Key,
+    target: Key,
+}
+
+fn parse_reference(item: &Item) -> Option<Reference> {
+    let string = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Some(Reference {
+        key: dynamo::item_key(item)?,
+        target: Key {
+            pk: string("targetPk")?,
+            sk: string("targetSk")?,
+        },
+    })
+}
+
+/// An entity as read, with the version its rewrites are conditioned on.
+struct Stored {
+    entity: Entity,
+    version: Option<u64>,
+}
+
+fn parse_stored(item: Item) -> Result<(Key, Stored), DynamoError> {
+    let version = match item.get("version") {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    };
+    let key = dynamo::item_key(&item)
+        .ok_or_else(|| DynamoError::Shape(serde_dynamo::Error::custom("item without a key")))?;
+    let entity = serde_dynamo::from_item(item).map_err(DynamoError::Shape)?;
+    Ok((key, Stored { entity, version }))
+}
+
+/// The sort-key prefixes of a user's references of one feature in a scope.
+fn scope_prefixes(deleter: &dyn Deleter, organizations: &[OrganizationId]) -> Vec<String> {
+    if organizations.is_empty() {
+        vec![reference_kind_prefix(deleter.kind())]
+    } else {
+        organizations
+            .iter()
+            .map(|o| reference_prefix(deleter.kind(), Some(o.as_str())))
+            .collect()
+    }
+}
+
+/// An entity to remove, with the entities under it.
+struct Removal {
+    key: Key,
+    entity: Entity,
+    children: Vec<(Key, Entity)>,
+}
+
+/// What one page of references comes to, before anything is written.
+#[derive(Default)]
+struct PagePlan {
+    removals: Vec<Removal>,
+    /// Entities to rewrite: key, the version read, the new entity.
+    rewrites: Vec<(Key, Option<u64>)>,
+    /// The user's own references of the page, which go last.
+    own_references: Vec<Key>,
+}
+
+impl DataStore {
+    /// Erases one feature of `user` within `organizations` (all when empty).
+    pub async fn erase(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        organizations: &[OrganizationId],
+    ) -> Result<Outcome, StoreError> {
+        let mut outcome = Outcome::default();
+        let pk = tenant.user_partition(user.as_str());
+        for prefix in scope_prefixes(deleter, organizations) {
+            let mut start = None;
+            loop {
+                let page = dynamo::query_prefix(
+                    &self.client,
+                    &self.table,
+                    &pk,
+                    &prefix,
+                    PAGE,
+                    start,
+                    false,
+                )
+                .await?;
+                let references: Vec<Reference> =
+                    page.items.iter().filter_map(parse_reference).collect();
+                let plan = self.plan_page(user, deleter, references).await?;
+                outcome += self.carry_out(tenant, user, deleter, plan).await?;
+                match page.next {
+                    Some(next) => start = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.
+    pub async fn preview(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        organizations: &[OrganizationId],
+    ) -> Result<Outcome, StoreError> {
+        let mut outcome = Outcome::default();
+        let mut removed: HashSet<Key> = HashSet::new();
+        let pk = tenant.user_partition(user.as_str());
+        for prefix in scope_prefixes(deleter, organizations) {
+            let mut start = None;
+            loop {
+                let page = dynamo::query_prefix(
+                    &self.client,
+                    &self.table,
+                    &pk,
+                    &prefix,
+                    PAGE,
+                    start,
+                    false,
+                )
+                .await?;
+                let references: Vec<Reference> =
+                    page.items.iter().filter_map(parse_reference).collect();
+                let plan = self.plan_page(user, deleter, references).await?;
+                outcome.rewritten += plan.rewrites.len() as u64;
+                let mut annotations = BTreeSet::new();
+                for removal in &plan.removals {
+                    outcome.removed += 1 + removal.children.len() as u64;
+                    removed.insert(removal.key.clone());
+                    removed.extend(removal.children.iter().map(|(k, _)| k.clone()));
+                    annotations.extend(removal.entity.parent_annotation(tenant));
+                }
+                for annotation in annotations {
+                    let under = self.entities_under(&annotation).await?;
+                    let comments_left = under
+                        .iter()
+                        .any(|(k, e)| matches!(e, Entity::Comment(_)) && !removed.contains(k));
+                    if !comments_left && !removed.contains(&annotation) {
+                        let still_there = under.iter().filter(|(k, _)| !removed.contains(k));
+                        outcome.removed += 1 + still_there.count() as u64;
+                        removed.insert(annotation);
+                    }
+                }
+                match page.next {
+                    Some(next) => start = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// How many of the user's references of this feature are left in the scope, read
+    /// consistently: zero is the evidence that the feature's erasure is complete.
+    pub async fn remaining_references(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        organizations: &[OrganizationId],
+    ) -> Result<usize, StoreError> {
+        let pk = tenant.user_partition(user.as_str());
+        let mut remaining = 0;
+        for prefix in scope_prefixes(deleter, organizations) {
+            let page = dynamo::query_prefix(&self.client, &self.table, &pk, &prefix, 1, None, true)
+                .await?;
+            remaining += page.items.len();
+        }
+        Ok(remaining)
+    }
+
+    async fn plan_page(
+        &self,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        references: Vec<Reference>,
+    ) -> Result<PagePlan, StoreError> {
+        let targets: Vec<Key> = references.iter().map(|r| r.target.clone()).collect();
+        let mut stored: HashMap<Key, Stored> = HashMap::new();
+        for item in dynamo::batch_get(&self.client, &self.table, &targets, false).await? {
+            let (key, entity) = parse_stored(item)?;
+            stored.insert(key, entity);
+        }
+        let mut plan = PagePlan::default();
+        for reference in references {
+            plan.own_references.push(reference.key);
+            let Some(target) = stored.remove(&reference.target) else {
+                continue;
+            };
+            match deleter.effect(&target.entity, user) {
+                Effect::Keep => {}
+                Effect::Rewrite(_) => plan.rewrites.push((reference.target, target.version)),
+                Effect::Remove => {
+                    let children = if target.entity.has_children() {
+                        self.entities_under(&reference.target).await?
+                    } else {
+                        Vec::new()
+                    };
+                    plan.removals.push(Removal {
+                        key: reference.target,
+                        entity: target.entity,
+                        children,
+                    });
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The entities that sort under `parent` in its partition.
+    async fn entities_under(&self, parent: &Key) -> Result<Vec<(Key, Entity)>, StoreError> {
+        let prefix = format!("{}#", parent.sk);
+        let items = dynamo::query_all(&self.client, &self.table, &parent.pk, &prefix, true).await?;
+        items
+            .into_iter()
+            .map(|item| parse_stored(item).map(|(k, s)| (k, s.entity)))
+            .collect::<Result<_, _>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn carry_out(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        plan: PagePlan,
+    ) -> Result<Outcome, StoreError> {
+        let own: HashSet<&Key> = plan.own_references.iter().collect();
+        let mut outcome = Outcome::default();
+
+        outcome.removed += self.remove(tenant, &plan.removals, &own).await?;
+
+        let rewritten: Vec<bool> = stream::iter(&plan.rewrites)
+            .map(|(key, version)| self.rewrite(tenant, user, deleter, key.clone(), *version))
+            .buffer_unordered(REWRITE_CONCURRENCY)
+            .try_collect()
+            .await?;
+        outcome.rewritten += rewritten.into_iter().filter(|r| *r).count() as u64;
+
+        let annotations: BTreeSet<Key> = plan
+            .removals
+            .iter()
+            .filter_map(|removal| removal.entity.parent_annotation(tenant))
+            .collect();
+        for annotation in annotations {
+            outcome.removed += self.remove_if_empty(tenant, &annotation, &own).await?;
+        }
+
+        let own_deletes = plan
+            .own_references
+            .iter()
+            .map(dynamo::delete_request)
+            .collect();
+        dynamo::batch_write(&self.client, &self.table, own_deletes).await?;
+        Ok(outcome)
+    }
+
+    /// Removes entities and everything under them, in the crash-safe order; returns how many
+    /// entities went. References in `keep_for_last` are left for the caller to delete.
+    async fn remove(
+        &self,
+        tenant: &Tenant,
+        removals: &[Removal],
+        keep_for_last: &HashSet<&Key>,
+    ) -> Result<u64, StoreError> {
+        if removals.is_empty() {
+            return Ok(0);
+        }
+        let mut references = Vec::new();
+        let mut children = Vec::new();
+        let mut targets = Vec::new();
+        for removal in removals {
+            for (child_key, child) in &removal.children {
+                references.extend(reference_keys(tenant, child));
+                children.push(child_key.clone());
+            }
+            references.extend(reference_keys(tenant, &removal.entity));
+            targets.push(removal.key.clone());
+        }
+        references.retain(|r| !keep_for_last.contains(r));
+        let count = (children.len() + targets.len()) as u64;
+        for phase in [references, children, targets] {
+            let deletes = phase.iter().map(dynamo::delete_request).collect();
+            dynamo::batch_write(&self.client, &self.table, deletes).await?;
+        }
+        Ok(count)
+    }
+
+    /// Removes an annotation that has no comment left, with the views under it.
+    async fn remove_if_empty(
+        &self,
+        tenant: &Tenant,
+        annotation: &Key,
+        keep_for_last: &HashSet<&Key>,
+    ) -> Result<u64, StoreError> {
+        let under = self.entities_under(annotation).await?;
+        if under.iter().any(|(_, e)| matches!(e, Entity::Comment(_))) {
+            return Ok(0);
+        }
+        let item = dynamo::batch_get(
+            &self.client,
+            &self.table,
+            std::slice::from_ref(annotation),
+            true,
+        )
+        .await?;
+        let Some(item) = item.into_iter().next() else {
+            return Ok(0);
+        };
+        let (_, stored) = parse_stored(item)?;
+        let removal = Removal {
+            key: annotation.clone(),
+            entity: stored.entity,
+            children: under,
+        };
+        self.remove(tenant, &[removal], keep_for_last).await
+    }
+
+    /// Rewrites the entity at `key` as the deleter says, conditioned on the version read, so a
+    /// concurrent rewrite (another user's task on the same comment) is never lost: on conflict
+    /// it reads again and decides again. Returns whether anything was rewritten.
+    async fn rewrite(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        key: Key,
+        mut version: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut current: Option<Entity> = None;
+        for _ in 0..REWRITE_ATTEMPTS {
+            let entity = match current.take() {
+                Some(entity) => entity,
+                None => {
+                    let items = dynamo::batch_get(
+                        &self.client,
+                        &self.table,
+                        std::slice::from_ref(&key),
+                        true,
+                    )
+                    .await?;
+                    let Some(item) = items.into_iter().next() else {
+                        return Ok(false);
+                    };
+                    let (_, stored) = parse_stored(item)?;
+                    version = stored.version;
+                    stored.entity
+                }
+            };
+            let Effect::Rewrite(new) = deleter.effect(&entity, user) else {
+                return Ok(false);
+            };
+            let mut item = entity_item(tenant, &new)?;
+            let next = version.unwrap_or(0) + 1;
+            item.insert("version".into(), AttributeValue::N(next.to_string()));
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item));
+            put = match version {
+                None => put
+                    .condition_expression("attribute_exists(pk) AND attribute_not_exists(version)"),
+                Some(v) => put
+                    .condition_expression("version = :v")
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            };
+            match put.send().await {
+                Ok(_) => {
+                    let kept: HashSet<Key> = reference_keys(tenant, &new).into_iter().collect();
+                    let gone: Vec<_> = reference_keys(tenant, &entity)
+                        .into_iter()
+                        .filter(|r| !kept.contains(r))
+                        .map(|r| dynamo::delete_request(&r))
+                        .collect();
+                    dynamo::batch_write(&self.client, &self.table, gone).await?;
+                    return Ok(true);
+                }
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(DynamoError::call("PutItem", error).into()),
+            }
+        }
+        Err(StoreError::Contention)
+    }
+}
