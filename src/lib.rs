@@ -1,10 +1,16 @@
 //! erasure: erases a user's data from a collaboration product, behind a Velt-compatible
 //! "Delete All User Data" API on AWS Lambda.
 
+pub mod api;
+pub mod bridge;
 pub mod config;
+pub mod control;
 pub mod domain;
 pub mod dynamo;
 pub mod features;
 pub mod infra;
 pub mod keys;
+pub mod queue;
 pub mod store;
+pub mod telemetry;
+pub mod worker;

@@ -1,1 +1,205 @@
-fn main() {}
+//! `erasure`: the operator's command line — tenants, fixtures, local tables and queues, and the
+//! local SQS → worker bridge.
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use erasure::bridge::{self, BridgeConfig};
+use erasure::control::{generate_auth_token, ControlStore};
+use erasure::domain::ids::ApiKey;
+use erasure::infra;
+use erasure::store::entity::Tenant;
+use erasure::store::fixture::Fixture;
+use erasure::store::DataStore;
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Operate erasure: tenants, fixtures, local infrastructure"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct TableArgs {
+    /// The data store table.
+    #[arg(long, env = "DATA_TABLE")]
+    data_table: String,
+    /// The control table (tenants, jobs).
+    #[arg(long, env = "CONTROL_TABLE")]
+    control_table: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage tenants (API keys and their auth tokens).
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Load a fixture file (CONTRACT §4) into the data store for one API key.
+    Seed {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        api_key: String,
+        #[command(flatten)]
+        tables: TableArgs,
+    },
+    /// Create the tables and queues (local stack); prints the task queue URL last.
+    #[command(subcommand)]
+    Infra(InfraCommand),
+    /// Do locally what Lambda's SQS event source mapping does for the worker.
+    Bridge {
+        #[arg(long, env = "TASK_QUEUE_URL")]
+        queue_url: String,
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        lambda_endpoint: String,
+        #[arg(long, default_value = "worker")]
+        function: String,
+        #[arg(long, default_value_t = 10)]
+        batch_size: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant or rotate its token; prints a generated token once.
+    Create {
+        #[arg(long)]
+        api_key: String,
+        /// The token to use; a strong one is generated when absent.
+        #[arg(long)]
+        auth_token: Option<String>,
+        #[arg(long, env = "CONTROL_TABLE")]
+        control_table: String,
+    },
+    /// Revoke a tenant's API key.
+    Revoke {
+        #[arg(long)]
+        api_key: String,
+        #[arg(long, env = "CONTROL_TABLE")]
+        control_table: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfraCommand {
+    Create {
+        #[command(flatten)]
+        tables: TableArgs,
+        /// The task queue's name; its DLQ is `<name>-dlq`.
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value_t = infra::VISIBILITY_TIMEOUT_SECONDS)]
+        visibility_timeout: u32,
+    },
+}
+
+type Failure = Box<dyn std::error::Error>;
+
+fn api_key(raw: &str) -> Result<ApiKey, Failure> {
+    ApiKey::parse(raw).ok_or_else(|| "the API key must be 1-512 printable ASCII characters".into())
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let aws = erasure::telemetry::aws_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let now = erasure::api::now_ms();
+    match cli.command {
+        Command::Tenant(TenantCommand::Create {
+            api_key: key,
+            auth_token,
+            control_table,
+        }) => {
+            let key = api_key(&key)?;
+            let generated = auth_token.is_none();
+            let token = auth_token.unwrap_or_else(generate_auth_token);
+            ControlStore::new(dynamodb, control_table)
+                .put_tenant(&key, &token, now)
+                .await?;
+            if generated {
+                println!("auth token (shown once, store it now): {token}");
+            } else {
+                println!("tenant created");
+            }
+        }
+        Command::Tenant(TenantCommand::Revoke {
+            api_key: key,
+            control_table,
+        }) => {
+            let existed = ControlStore::new(dynamodb, control_table)
+                .revoke_tenant(&api_key(&key)?)
+                .await?;
+            println!(
+                "{}",
+                if existed {
+                    "revoked"
+                } else {
+                    "no such API key"
+                }
+            );
+        }
+        Command::Seed {
+            file,
+            api_key: key,
+            tables,
+        } => {
+            let fixture = Fixture::parse(&std::fs::read_to_string(&file)?)?;
+            let tenant = Tenant::from_api_key(api_key(&key)?.as_str());
+            let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+                "{spinner} {pos} entities written ({per_sec})",
+            )?);
+            let total = DataStore::new(dynamodb, tables.data_table)
+                .load_fixture(&tenant, fixture, |n| bar.inc(n as u64))
+                .await?;
+            bar.finish_and_clear();
+            println!("seeded {total} entities from {}", file.display());
+        }
+        Command::Infra(InfraCommand::Create {
+            tables,
+            queue,
+            visibility_timeout,
+        }) => {
+            infra::ensure_table(&dynamodb, &tables.data_table, &infra::DATA_TABLE).await?;
+            infra::ensure_table(&dynamodb, &tables.control_table, &infra::CONTROL_TABLE).await?;
+            let sqs = aws_sdk_sqs::Client::new(&aws);
+            let queues = infra::ensure_queues(&sqs, &queue, visibility_timeout).await?;
+            println!("dead-letter queue: {}", queues.dead_letter_queue_url);
+            println!("{}", queues.task_queue_url);
+        }
+        Command::Bridge {
+            queue_url,
+            lambda_endpoint,
+            function,
+            batch_size,
+        } => {
+            let config = BridgeConfig {
+                queue_url,
+                lambda_endpoint,
+                function,
+                batch_size,
+            };
+            bridge::run(aws_sdk_sqs::Client::new(&aws), config).await;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    erasure::telemetry::init(false);
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprint!("error: {error}");
+            let mut source = error.source();
+            while let Some(cause) = source {
+                eprint!(": {cause}");
+                source = cause.source();
+            }
+            eprintln!();
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,54 @@
-fn main() {}
+//! The `worker` Lambda: consumes the task queue and reports partial batch failures.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use erasure::config::WorkerConfig;
+use erasure::control::ControlStore;
+use erasure::store::DataStore;
+use erasure::worker::{Delivery, Worker};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    erasure::telemetry::init(true);
+    let config = WorkerConfig::from_env()?;
+    let aws = erasure::telemetry::aws_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    // Clients are built once per cold start and lent to every invocation.
+    let worker = Worker::new(
+        ControlStore::new(dynamodb.clone(), &config.tables.control),
+        DataStore::new(dynamodb, &config.tables.data),
+        config.max_receive_count,
+    );
+    lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
+        let worker = &worker;
+        async move {
+            let deliveries = event
+                .payload
+                .records
+                .into_iter()
+                .map(|record| Delivery {
+                    message_id: record.message_id.unwrap_or_default(),
+                    body: record.body.unwrap_or_default(),
+                    receive_count: record
+                        .attributes
+                        .get("ApproximateReceiveCount")
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1),
+                })
+                .collect();
+            let mut response = SqsBatchResponse::default();
+            response.batch_item_failures = worker
+                .handle(deliveries)
+                .await
+                .into_iter()
+                .map(|id| {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = id;
+                    failure
+                })
+                .collect();
+            Ok::<_, Error>(response)
+        }
+    }))
+    .await
+}

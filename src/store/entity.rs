@@ -18,6 +18,11 @@ pub const MENTION_PLACEHOLDER: &str = "[deleted user]";
 pub struct Tenant(String);
 
 impl Tenant {
+    /// The tenant whose key prefix a record stored (see [`Tenant::as_str`]).
+    pub fn from_stored(prefix: String) -> Self {
+        Self(prefix)
+    }
+
     pub fn from_api_key(api_key: &str) -> Self {
         Self(format!("T#{}", component(api_key)))
     }

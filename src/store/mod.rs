@@ -125,10 +125,14 @@ impl DataStore {
             .iter()
             .map(|o| component(o.as_str()))
             .collect();
-        stream::iter(users)
-            .map(|user| {
+        let partitions: Vec<String> = users
+            .iter()
+            .map(|user| tenant.user_partition(user.as_str()))
+            .collect();
+        stream::iter(partitions)
+            .map(|pk| {
                 let key = Key {
-                    pk: tenant.user_partition(user.as_str()),
+                    pk,
                     sk: TOMBSTONE_SORT_KEY.to_owned(),
                 };
                 let mut update = self

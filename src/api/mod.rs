@@ -1,0 +1,145 @@
+//! The HTTP surface: routing, authentication, limits, and the two endpoints. Plain `http` types
+//! in and out; the `api` binary adapts them to Lambda.
+
+mod delete;
+mod error;
+mod status;
+
+pub use error::ApiError;
+
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use serde_json::Value;
+
+use crate::config::ApiConfig;
+use crate::control::ControlStore;
+use crate::domain::ids::{ApiKey, IdempotencyKey};
+use crate::keys::fingerprint;
+use crate::queue::TaskQueue;
+use crate::store::entity::Tenant;
+use crate::store::DataStore;
+
+/// The largest body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+const DELETE_PATH: &str = "/v2/users/data/delete";
+const STATUS_PATH: &str = "/v2/users/data/delete/status";
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The API's capabilities, built once per cold start.
+#[derive(Clone)]
+pub struct Api {
+    pub(crate) control: ControlStore,
+    pub(crate) data: DataStore,
+    pub(crate) queue: TaskQueue,
+    pub(crate) config: ApiConfig,
+}
+
+enum Route {
+    Delete,
+    Status,
+}
+
+impl Api {
+    pub fn new(
+        control: ControlStore,
+        data: DataStore,
+        queue: TaskQueue,
+        config: ApiConfig,
+    ) -> Self {
+        Self {
+            control,
+            data,
+            queue,
+            config,
+        }
+    }
+
+    /// Answers one request. Never fails: every failure is an envelope with its status.
+    pub async fn handle(&self, request: Request<Vec<u8>>) -> Response<String> {
+        let (status, body) = match self.route(&request).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                if error.status().is_server_error() {
+                    tracing::error!(error = &error as &dyn std::error::Error, "request failed");
+                } else {
+                    tracing::info!(status = error.status().as_u16(), "request refused");
+                }
+                (error.status(), error.body())
+            }
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .expect("status and header are valid")
+    }
+
+    async fn route(&self, request: &Request<Vec<u8>>) -> Result<(StatusCode, Value), ApiError> {
+        let route = match request.uri().path().trim_end_matches('/') {
+            DELETE_PATH => Route::Delete,
+            STATUS_PATH => Route::Status,
+            _ => return Err(ApiError::NotFound("no such route")),
+        };
+        if request.method() != Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        let tenant = self.authenticate(request.headers()).await?;
+        let body = request.body();
+        if body.len() > MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge);
+        }
+        let now = now_ms();
+        if !self
+            .control
+            .admit(&tenant, self.config.rate_limit_per_minute, now)
+            .await?
+        {
+            return Err(ApiError::RateLimited);
+        }
+        match route {
+            Route::Delete => {
+                let idempotency_key = idempotency_key(request.headers())?;
+                self.delete(&tenant, idempotency_key, body, now).await
+            }
+            Route::Status => self.status(&tenant, body).await,
+        }
+    }
+
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let (Some(api_key), Some(token)) = (header("x-velt-api-key"), header("x-velt-auth-token"))
+        else {
+            return Err(ApiError::Unauthenticated);
+        };
+        let api_key = ApiKey::parse(api_key).ok_or(ApiError::Unauthenticated)?;
+        match self.control.authenticate(&api_key, token).await? {
+            Some(tenant) => Ok(tenant),
+            None => {
+                tracing::info!(api_key = %fingerprint(api_key.as_str()), "authentication refused");
+                Err(ApiError::Unauthenticated)
+            }
+        }
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(IdempotencyKey::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::InvalidArgument(crate::domain::request::InvalidRequest(
+                "Idempotency-Key must be 1 to 255 printable ASCII characters".into(),
+            ))
+        })
+}

@@ -1,0 +1,90 @@
+//! Idempotency records: an `Idempotency-Key` binds to one body and one job for 24 hours.
+
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{key, number, string, ControlStore};
+use crate::domain::ids::{IdempotencyKey, JobId};
+use crate::dynamo::DynamoError;
+use crate::keys::component;
+use crate::store::entity::Tenant;
+
+/// How long a key stays bound.
+const WINDOW_SECONDS: i64 = 24 * 60 * 60;
+
+/// What claiming an idempotency key found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key is now bound to this body and the proposed job.
+    New,
+    /// The key was bound to this body already, for this job.
+    Existing(JobId),
+    /// The key was bound to another body.
+    Mismatch,
+}
+
+impl ControlStore {
+    /// Binds `key` to `body_hash` and `job_id` unless it is bound (and not expired) already.
+    pub async fn claim_idempotency_key(
+        &self,
+        tenant: &Tenant,
+        idempotency_key: &IdempotencyKey,
+        body_hash: &str,
+        job_id: &JobId,
+        now_ms: i64,
+    ) -> Result<Claim, DynamoError> {
+        let now = now_ms / 1000;
+        let item_key = key(
+            format!(
+                "IDEM#{}#{}",
+                tenant.as_str(),
+                component(idempotency_key.as_str())
+            ),
+            "IDEM",
+        );
+        let mut item = item_key.clone();
+        item.insert("bodyHash".into(), AttributeValue::S(body_hash.to_owned()));
+        item.insert("jobId".into(), AttributeValue::S(job_id.to_string()));
+        item.insert(
+            "expiresAt".into(),
+            AttributeValue::N((now + WINDOW_SECONDS).to_string()),
+        );
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // TTL deletes lazily, so an expired record still present counts as absent.
+            .condition_expression("attribute_not_exists(pk) OR expiresAt < :now")
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => return Ok(Claim::New),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(PutItemError::is_conditional_check_failed_exception) => {}
+            Err(error) => return Err(DynamoError::call("PutItem", error)),
+        }
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("GetItem", e))?
+            .item
+            .unwrap_or_default();
+        let same_body = string(&existing, "bodyHash").as_deref() == Some(body_hash);
+        let job = string(&existing, "jobId").and_then(|j| JobId::parse(&j).ok());
+        Ok(match (same_body, job) {
+            (true, Some(job)) if number(&existing, "expiresAt").unwrap_or(0) >= now => {
+                Claim::Existing(job)
+            }
+            _ => Claim::Mismatch,
+        })
+    }
+}

@@ -1,0 +1,63 @@
+//! The control table: tenants and their credentials, jobs and their progress, idempotency
+//! records and rate-limit windows. All access to it lives here.
+
+mod idempotency;
+mod jobs;
+mod rate_limit;
+mod tenants;
+
+pub use idempotency::Claim;
+pub use jobs::{JobView, NewJob};
+pub use tenants::generate_auth_token;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use crate::dynamo::Item;
+
+/// The control table.
+#[derive(Clone)]
+pub struct ControlStore {
+    client: Client,
+    table: String,
+}
+
+impl ControlStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+}
+
+fn string(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn number(item: &Item, name: &str) -> Option<i64> {
+    match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse().ok(),
+        _ => None,
+    }
+}
+
+fn string_set(item: &Item, name: &str) -> Vec<String> {
+    match item.get(name) {
+        Some(AttributeValue::Ss(set)) => set.clone(),
+        Some(AttributeValue::L(list)) => {
+            list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn key(pk: String, sk: &str) -> Item {
+    Item::from([
+        ("pk".to_owned(), AttributeValue::S(pk)),
+        ("sk".to_owned(), AttributeValue::S(sk.to_owned())),
+    ])
+}
