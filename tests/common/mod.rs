@@ -1,0 +1,319 @@
+//! The test harness: each test gets its own tables and queues on the real emulators (dynalite
+//! for DynamoDB, moto for SQS) that `make test` starts, and drives the real handlers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use erasure::api::Api;
+use erasure::config::{ApiConfig, Tables};
+use erasure::control::ControlStore;
+use erasure::domain::ids::ApiKey;
+use erasure::infra;
+use erasure::queue::TaskQueue;
+use erasure::store::entity::Tenant;
+use erasure::store::fixture::Fixture;
+use erasure::store::DataStore;
+use erasure::worker::{Delivery, Worker};
+use serde_json::Value;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+fn endpoint(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the tests with `make test`, which starts dynalite and moto")
+    })
+}
+
+/// Test queues make a failed task visible again after this many seconds.
+pub const TEST_VISIBILITY_SECONDS: u32 = 1;
+
+pub struct TestEnv {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub tables: Tables,
+    pub queue_url: String,
+    pub dlq_url: String,
+    pub api: Api,
+    pub worker: Worker,
+    pub data: DataStore,
+    pub control: ControlStore,
+}
+
+pub const API_KEY: &str = "test-api-key";
+pub const AUTH_TOKEN: &str = "test-auth-token";
+
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        erasure::domain::ids::JobId::generate().as_str()
+    )
+}
+
+async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        Self::with_rate_limit(10_000).await
+    }
+
+    pub async fn with_rate_limit(rate_limit_per_minute: u32) -> Self {
+        let dynamodb_endpoint = endpoint("ERASURE_TEST_DYNAMODB_ENDPOINT");
+        let sqs_endpoint = endpoint("ERASURE_TEST_SQS_ENDPOINT");
+        let config = sdk_config().await;
+        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+            aws_sdk_dynamodb::config::Builder::from(&config)
+                .endpoint_url(dynamodb_endpoint)
+                .build(),
+        );
+        let sqs = aws_sdk_sqs::Client::from_conf(
+            aws_sdk_sqs::config::Builder::from(&config)
+                .endpoint_url(sqs_endpoint)
+                .build(),
+        );
+        let tables = Tables {
+            data: unique("data"),
+            control: unique("control"),
+        };
+        infra::ensure_table(&dynamodb, &tables.data, &infra::DATA_TABLE)
+            .await
+            .unwrap();
+        infra::ensure_table(&dynamodb, &tables.control, &infra::CONTROL_TABLE)
+            .await
+            .unwrap();
+        let queues = infra::ensure_queues(&sqs, &unique("tasks"), TEST_VISIBILITY_SECONDS)
+            .await
+            .unwrap();
+        let control = ControlStore::new(dynamodb.clone(), &tables.control);
+        let data = DataStore::new(dynamodb.clone(), &tables.data);
+        control
+            .put_tenant(&ApiKey::parse(API_KEY).unwrap(), AUTH_TOKEN, 0)
+            .await
+            .unwrap();
+        let api_config = ApiConfig {
+            tables: tables.clone(),
+            task_queue_url: queues.task_queue_url.clone(),
+            rate_limit_per_minute,
+            job_retention_days: 30,
+        };
+        let api = Api::new(
+            control.clone(),
+            data.clone(),
+            TaskQueue::new(sqs.clone(), &queues.task_queue_url),
+            api_config,
+        );
+        let worker = Worker::new(control.clone(), data.clone(), infra::MAX_RECEIVE_COUNT);
+        Self {
+            dynamodb,
+            sqs,
+            tables,
+            queue_url: queues.task_queue_url,
+            dlq_url: queues.dead_letter_queue_url,
+            api,
+            worker,
+            data,
+            control,
+        }
+    }
+
+    pub fn tenant(&self) -> Tenant {
+        Tenant::from_api_key(API_KEY)
+    }
+
+    /// Another tenant, with its own key and token.
+    pub async fn add_tenant(&self, api_key: &str, token: &str) -> Tenant {
+        self.control
+            .put_tenant(&ApiKey::parse(api_key).unwrap(), token, 0)
+            .await
+            .unwrap();
+        Tenant::from_api_key(api_key)
+    }
+
+    pub async fn seed(&self, tenant: &Tenant, fixture_json: &str) {
+        let fixture = Fixture::parse(fixture_json).unwrap();
+        self.data
+            .load_fixture(tenant, fixture, |_| {})
+            .await
+            .unwrap();
+    }
+
+    /// A worker on a table that does not exist: every task it runs fails.
+    pub fn broken_worker(&self) -> Worker {
+        Worker::new(
+            self.control.clone(),
+            DataStore::new(self.dynamodb.clone(), "no-such-table"),
+            infra::MAX_RECEIVE_COUNT,
+        )
+    }
+
+    /// Sends a request through the real handler, with the tenant's credentials.
+    pub async fn post(&self, path: &str, body: &str) -> (u16, Value) {
+        self.request(
+            "POST",
+            path,
+            &[
+                ("x-velt-api-key", API_KEY),
+                ("x-velt-auth-token", AUTH_TOKEN),
+            ],
+            body,
+        )
+        .await
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, Value) {
+        let mut request = http::Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .api
+            .handle(request.body(body.as_bytes().to_vec()).unwrap())
+            .await;
+        assert_eq!(
+            response.headers().get("content-type").unwrap(),
+            "application/json"
+        );
+        let status = response.status().as_u16();
+        (status, serde_json::from_str(response.body()).unwrap())
+    }
+
+    pub async fn start_job(&self, body: &str) -> String {
+        let (status, answer) = self.post("/v2/users/data/delete", body).await;
+        assert_eq!(status, 202, "{answer}");
+        answer["data"]["jobId"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn status(&self, job_id: &str) -> Value {
+        let (status, answer) = self
+            .post(
+                "/v2/users/data/delete/status",
+                &format!(r#"{{"data":{{"jobId":"{job_id}"}}}}"#),
+            )
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        answer["result"]["data"].clone()
+    }
+
+    /// Does one round of what Lambda's event source mapping does: receive a batch, run the
+    /// worker, delete what succeeded. Returns the number of messages received.
+    pub async fn deliver_once(&self, worker: &Worker) -> usize {
+        let received = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let messages = received.messages.unwrap_or_default();
+        let deliveries: Vec<Delivery> = messages
+            .iter()
+            .map(|m| Delivery {
+                message_id: m.message_id().unwrap().to_owned(),
+                body: m.body().unwrap().to_owned(),
+                receive_count: m
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|c| c.parse().ok())
+                    .unwrap(),
+            })
+            .collect();
+        let failed = worker.handle(deliveries).await;
+        for m in &messages {
+            if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        messages.len()
+    }
+
+    /// Delivers until the queue stays empty past the visibility timeout.
+    pub async fn drain(&self, worker: &Worker) {
+        let mut idle_rounds = 0;
+        while idle_rounds < 3 {
+            if self.deliver_once(worker).await == 0 {
+                idle_rounds += 1;
+                tokio::time::sleep(Duration::from_millis(600)).await;
+            } else {
+                idle_rounds = 0;
+            }
+        }
+    }
+
+    pub async fn queue_depth(&self, url: &str) -> usize {
+        let attributes = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let get = |name| {
+            attributes
+                .attributes()
+                .and_then(|a| a.get(&name))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    /// Every item of a table, by full scan (tests only: the service never scans).
+    pub async fn scan(&self, table: &str) -> Vec<Item> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .dynamodb
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .unwrap();
+            items.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return items,
+            }
+        }
+    }
+}
+
+/// The `(pk, sk)` of an item.
+pub fn key_of(item: &Item) -> (String, String) {
+    let s = |n: &str| item[n].as_s().unwrap().clone();
+    (s("pk"), s("sk"))
+}
+
+/// The `entity` attribute of an item.
+pub fn entity_of(item: &Item) -> &str {
+    item.get("entity")
+        .and_then(|v| v.as_s().ok())
+        .map_or("", String::as_str)
+}
