@@ -1,0 +1,171 @@
+//! The pipeline API → DynamoDB job → SQS → worker against dynalite and moto: completion,
+//! duplicate deliveries, retries after failure, and tasks that fail on every attempt.
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::{entity_of, key_of, TestEnv};
+use erasure::domain::ids::{JobId, UserId};
+use erasure::domain::task::plan_tasks;
+use erasure::domain::task::TaskKind;
+use erasure::queue::TaskQueue;
+use erasure::store::entity::{reference_key, Key};
+
+const WORLD: &str = include_str!("fixtures/contract-example.json");
+
+#[tokio::test]
+async fn a_job_runs_to_completion_and_removes_only_the_users_profile_and_access() {
+    let env = TestEnv::new().await;
+    let tenant = env.tenant();
+    env.seed(&tenant, WORLD).await;
+    let before = env.scan(&env.tables.data).await;
+    let job_id = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;
+    env.drain(&env.worker).await;
+
+    let status = env.status(&job_id).await;
+    assert_eq!(status["isDeleteCompleted"], true, "{status}");
+    assert_eq!(status["jobStatus"], "completed");
+    assert_eq!(status["tasksLeft"], 0);
+    assert!(status["lastTaskCompletedTime"].as_i64().unwrap() > 0);
+    assert!(status["completedAt"].as_i64().unwrap() > 0);
+    assert_eq!(status["items"]["profile"]["removed"], 1);
+    // Membership, group membership, folder access and document access.
+    assert_eq!(status["items"]["access"]["removed"], 4);
+
+    let after = env.scan(&env.tables.data).await;
+    let remaining = |entity: &str, user: &str| {
+        after
+            .iter()
+            .filter(|i| entity_of(i) == entity)
+            .filter(|i| {
+                i.get("userId")
+                    .and_then(|v| v.as_s().ok())
+                    .map(String::as_str)
+                    == Some(user)
+            })
+            .count()
+    };
+    assert_eq!(remaining("Profile", "u1"), 0);
+    assert_eq!(remaining("Member", "u1"), 0);
+    assert_eq!(remaining("GroupMember", "u1"), 0);
+    assert_eq!(remaining("FolderAccess", "u1"), 0);
+    assert_eq!(remaining("DocumentAccess", "u1"), 0);
+    // The other user's records are all still there.
+    for entity in [
+        "Profile",
+        "Member",
+        "GroupMember",
+        "FolderAccess",
+        "DocumentAccess",
+    ] {
+        assert_eq!(remaining(entity, "u2"), 1, "{entity}");
+    }
+    // Nothing that was not the user's changed, apart from documented rewrites.
+    let u1_items = before.len() - after.len();
+    assert!(u1_items > 0);
+    let before_u2_profile = before
+        .iter()
+        .find(|i| entity_of(i) == "Profile" && i["userId"].as_s().unwrap() == "u2");
+    let after_u2_profile = after
+        .iter()
+        .find(|i| entity_of(i) == "Profile" && i["userId"].as_s().unwrap() == "u2");
+    assert_eq!(before_u2_profile, after_u2_profile);
+}
+
+#[tokio::test]
+async fn a_task_delivered_twice_counts_once() {
+    let env = TestEnv::new().await;
+    let tenant = env.tenant();
+    env.seed(&tenant, WORLD).await;
+    let job_id = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;
+    // SQS delivers at least once: send every task a second time.
+    let tasks = plan_tasks(
+        &JobId::parse(&job_id).unwrap(),
+        &[UserId::parse("u1").unwrap()],
+        false,
+    );
+    TaskQueue::new(env.sqs.clone(), &env.queue_url)
+        .send_all(&tasks)
+        .await
+        .unwrap();
+    assert_eq!(env.queue_depth(&env.queue_url).await, 18);
+    env.drain(&env.worker).await;
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed");
+    assert_eq!(status["tasksLeft"], 0);
+    assert_eq!(status["items"]["profile"]["removed"], 1);
+    assert_eq!(status["items"]["access"]["removed"], 4);
+}
+
+#[tokio::test]
+async fn a_task_that_fails_then_succeeds_completes_the_job() {
+    let env = TestEnv::new().await;
+    let tenant = env.tenant();
+    env.seed(&tenant, WORLD).await;
+    let job_id = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;
+    let broken = env.broken_worker();
+    while env.deliver_once(&broken).await > 0 {}
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "running");
+    assert_eq!(status["tasksLeft"], 9);
+    assert_eq!(status["tasksFailed"], 0, "a first failure is not final");
+    env.drain(&env.worker).await;
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    assert_eq!(status["isDeleteCompleted"], true);
+    assert_eq!(env.queue_depth(&env.dlq_url).await, 0);
+}
+
+#[tokio::test]
+async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_and_goes_to_the_dlq() {
+    let env = TestEnv::new().await;
+    let tenant = env.tenant();
+    env.seed(&tenant, WORLD).await;
+    // Poison u1's `views`: a reference leading to an item no entity can be read from.
+    let poison = Key {
+        pk: "poison".into(),
+        sk: "poison".into(),
+    };
+    let reference = reference_key(&tenant, "u1", TaskKind::Views, Some("org1"), &poison);
+    for (key, extra) in [
+        (
+            &reference,
+            vec![
+                ("targetPk", "poison"),
+                ("targetSk", "poison"),
+                ("entity", "Reference"),
+            ],
+        ),
+        (&poison, vec![("entity", "NotAnEntity")]),
+    ] {
+        let mut item = std::collections::HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(key.pk.clone())),
+            ("sk".to_owned(), AttributeValue::S(key.sk.clone())),
+        ]);
+        for (name, value) in extra {
+            item.insert(name.to_owned(), AttributeValue::S(value.to_owned()));
+        }
+        env.dynamodb
+            .put_item()
+            .table_name(&env.tables.data)
+            .set_item(Some(item))
+            .send()
+            .await
+            .unwrap();
+    }
+    let job_id = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;
+    env.drain(&env.worker).await;
+
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "partial", "{status}");
+    assert_eq!(status["isDeleteCompleted"], false);
+    assert_eq!(status["tasksLeft"], 1);
+    assert_eq!(status["tasksFailed"], 1);
+    assert_eq!(status["failedTaskIds"], serde_json::json!(["t0.views"]));
+    assert_eq!(env.queue_depth(&env.dlq_url).await, 1);
+    // The failed task's reference is still there: nothing claims it was erased.
+    let data = env.scan(&env.tables.data).await;
+    assert!(data
+        .iter()
+        .any(|i| key_of(i) == (reference.pk.clone(), reference.sk.clone())));
+}
