@@ -14,6 +14,7 @@ impl Deleter for Reactions {
     fn effect(&self, entity: &Entity, user: &UserId) -> Effect {
         match entity {
             Entity::CommentReaction(r) if r.user_id == user.as_str() => Effect::Remove,
+            Entity::DocumentReaction(r) if r.user_id == user.as_str() => Effect::Remove,
             _ => Effect::Keep,
         }
     }
