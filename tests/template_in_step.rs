@@ -1,0 +1,201 @@
+//! `template.yaml` (what AWS gets) and `erasure::infra` (what the code and `erasure infra create`
+//! assume) describe the same tables and queues. A drift between them would only show up after a
+//! deployment, so this test reads the template and compares.
+
+use erasure::infra::{
+    TableSpec, CONTROL_TABLE, DATA_TABLE, DLQ_RETENTION_SECONDS, MAX_RECEIVE_COUNT,
+    VISIBILITY_TIMEOUT_SECONDS,
+};
+use serde_yaml::Value;
+
+fn template() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml");
+    let text = std::fs::read_to_string(path).expect("template.yaml is readable");
+    serde_yaml::from_str(&text).expect("template.yaml is valid YAML")
+}
+
+fn resource<'a>(template: &'a Value, name: &str) -> &'a Value {
+    let resource = &template["Resources"][name];
+    assert!(
+        resource.is_mapping(),
+        "template.yaml has no resource {name}"
+    );
+    resource
+}
+
+fn properties<'a>(template: &'a Value, name: &str) -> &'a Value {
+    &resource(template, name)["Properties"]
+}
+
+/// A number written as a YAML number or as a string ("5"), as CloudFormation accepts both.
+fn number(value: &Value, what: &str) -> u64 {
+    match value {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+    .unwrap_or_else(|| panic!("{what} is not a plain number: {value:?}"))
+}
+
+fn string<'a>(value: &'a Value, what: &str) -> &'a str {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("{what} is not a plain string: {value:?}"))
+}
+
+/// (attribute name, key type) pairs of a table's KeySchema, in order.
+fn key_schema(table: &Value, name: &str) -> Vec<(String, String)> {
+    table["KeySchema"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name} has no KeySchema"))
+        .iter()
+        .map(|key| {
+            (
+                string(&key["AttributeName"], "KeySchema AttributeName").to_owned(),
+                string(&key["KeyType"], "KeySchema KeyType").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// (attribute name, type) pairs of a table's AttributeDefinitions, sorted by name.
+fn attribute_definitions(table: &Value, name: &str) -> Vec<(String, String)> {
+    let mut definitions: Vec<(String, String)> = table["AttributeDefinitions"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("{name} has no AttributeDefinitions"))
+        .iter()
+        .map(|attribute| {
+            (
+                string(&attribute["AttributeName"], "AttributeName").to_owned(),
+                string(&attribute["AttributeType"], "AttributeType").to_owned(),
+            )
+        })
+        .collect();
+    definitions.sort();
+    definitions
+}
+
+/// The TTL attribute a table declares, if TTL is enabled.
+fn ttl_attribute(table: &Value) -> Option<String> {
+    let ttl = table.get("TimeToLiveSpecification")?;
+    if ttl["Enabled"].as_bool() != Some(true) {
+        return None;
+    }
+    Some(string(&ttl["AttributeName"], "TTL AttributeName").to_owned())
+}
+
+fn assert_table_matches(name: &str, spec: &TableSpec) {
+    let template = template();
+    let table = properties(&template, name);
+    assert_eq!(
+        string(&resource(&template, name)["Type"], "Type"),
+        "AWS::DynamoDB::Table",
+        "{name} is a DynamoDB table"
+    );
+    assert_eq!(
+        key_schema(table, name),
+        vec![
+            (spec.partition_key.to_owned(), "HASH".to_owned()),
+            (spec.sort_key.to_owned(), "RANGE".to_owned()),
+        ],
+        "{name} key schema differs from erasure::infra"
+    );
+    let mut expected = vec![
+        (spec.partition_key.to_owned(), "S".to_owned()),
+        (spec.sort_key.to_owned(), "S".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(
+        attribute_definitions(table, name),
+        expected,
+        "{name} attribute definitions differ from erasure::infra"
+    );
+    assert_eq!(
+        ttl_attribute(table).as_deref(),
+        spec.ttl_attribute,
+        "{name} TTL attribute differs from erasure::infra"
+    );
+}
+
+#[test]
+fn the_data_table_has_the_key_schema_and_ttl_the_code_expects() {
+    assert_table_matches("DataTable", &DATA_TABLE);
+}
+
+#[test]
+fn the_control_table_has_the_key_schema_and_ttl_the_code_expects() {
+    assert_table_matches("ControlTable", &CONTROL_TABLE);
+}
+
+#[test]
+fn neither_table_declares_a_global_secondary_index() {
+    let template = template();
+    for name in ["DataTable", "ControlTable"] {
+        let table = properties(&template, name);
+        assert!(
+            table.get("GlobalSecondaryIndexes").is_none(),
+            "{name} declares GlobalSecondaryIndexes, which erasure::infra does not create"
+        );
+    }
+}
+
+#[test]
+fn the_max_receive_count_parameter_defaults_to_the_code_constant() {
+    let template = template();
+    let default = &template["Parameters"]["MaxReceiveCount"]["Default"];
+    assert_eq!(
+        number(default, "MaxReceiveCount Default"),
+        u64::from(MAX_RECEIVE_COUNT)
+    );
+}
+
+#[test]
+fn the_task_queue_redrives_to_the_dead_letter_queue_after_max_receive_count() {
+    let template = template();
+    let redrive = &properties(&template, "TaskQueue")["RedrivePolicy"];
+    match &redrive["maxReceiveCount"] {
+        Value::Tagged(tagged) => {
+            assert_eq!(tagged.tag, "!Ref", "maxReceiveCount uses !Ref");
+            assert_eq!(tagged.value.as_str(), Some("MaxReceiveCount"));
+        }
+        other => assert_eq!(
+            number(other, "maxReceiveCount"),
+            u64::from(MAX_RECEIVE_COUNT)
+        ),
+    }
+    match &redrive["deadLetterTargetArn"] {
+        Value::Tagged(tagged) => {
+            assert_eq!(tagged.tag, "!GetAtt", "deadLetterTargetArn uses !GetAtt");
+            assert_eq!(tagged.value.as_str(), Some("TaskDeadLetterQueue.Arn"));
+        }
+        other => panic!("deadLetterTargetArn should be !GetAtt TaskDeadLetterQueue.Arn: {other:?}"),
+    }
+}
+
+#[test]
+fn the_task_queue_visibility_timeout_is_the_code_constant_and_six_worker_timeouts() {
+    let template = template();
+    let visibility = number(
+        &properties(&template, "TaskQueue")["VisibilityTimeout"],
+        "TaskQueue VisibilityTimeout",
+    );
+    let worker_timeout = number(
+        &properties(&template, "WorkerFunction")["Timeout"],
+        "WorkerFunction Timeout",
+    );
+    assert_eq!(visibility, u64::from(VISIBILITY_TIMEOUT_SECONDS));
+    assert!(
+        visibility >= 6 * worker_timeout,
+        "visibility timeout {visibility}s is under 6 x the worker timeout {worker_timeout}s"
+    );
+}
+
+#[test]
+fn the_dead_letter_queue_keeps_failed_tasks_as_long_as_the_code_says() {
+    let template = template();
+    let retention = number(
+        &properties(&template, "TaskDeadLetterQueue")["MessageRetentionPeriod"],
+        "TaskDeadLetterQueue MessageRetentionPeriod",
+    );
+    assert_eq!(retention, u64::from(DLQ_RETENTION_SECONDS));
+}
