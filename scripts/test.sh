@@ -50,12 +50,12 @@ wait_port 127.0.0.1 "$LAMBDA_PORT" 60
 step "Warm up the api and worker functions (watch builds them on first call)"
 warm_functions "$LAMBDA_URL" 180
 
-step "cargo test --all-targets"
+step "cargo test --lib --bins --tests (benchmarks run with make bench)"
 ERASURE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT" \
     ERASURE_TEST_SQS_ENDPOINT="http://127.0.0.1:$SQS_PORT" \
     ERASURE_E2E_LAMBDA_ENDPOINT="$LAMBDA_URL" \
     ERASURE_E2E_ENV_FILE="$ROOT/$ENV_FILE" \
-    cargo test --all-targets
+    cargo test --lib --bins --tests
 
 step "sam validate --lint"
 sam validate --lint -t template.yaml
