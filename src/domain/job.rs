@@ -23,13 +23,6 @@ impl JobStatus {
             JobStatus::Failed => "failed",
         }
     }
-
-    pub fn is_final(self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Partial | JobStatus::Failed
-        )
-    }
 }
 
 /// The task counts a job's status is derived from.

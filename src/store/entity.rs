@@ -6,7 +6,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::UserId;
 use crate::domain::task::TaskKind;
 use crate::keys::component;
 
@@ -487,11 +486,6 @@ impl Entity {
             }),
             _ => None,
         }
-    }
-
-    /// Whether `user` is the one this entity belongs to or names.
-    pub fn names_user(&self, user: &UserId) -> bool {
-        self.users().contains(&user.as_str())
     }
 }
 

@@ -80,14 +80,6 @@ impl DataStore {
         }
     }
 
-    pub fn client(&self) -> &Client {
-        &self.client
-    }
-
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-
     /// Stores entities with their reference items. Refused whole, before anything is written,
     /// when any of them names a user erased in its scope. A comment's `taggedUserContacts` is
     /// derived here from its `to` and the users' records (from this batch or the store).
