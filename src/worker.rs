@@ -6,6 +6,7 @@ use futures::future::join_all;
 
 use crate::api::now_ms;
 use crate::control::ControlStore;
+use crate::domain::job::JobStatus;
 use crate::domain::task::Task;
 use crate::dynamo::DynamoError;
 use crate::features::deleter;
@@ -110,7 +111,9 @@ impl Worker {
             tracing::info!("task already done; duplicate delivery acknowledged");
             return Ok(());
         }
-        self.control.mark_running(&job.job_id).await?;
+        if job.status == JobStatus::Queued {
+            self.control.mark_running(&job.job_id).await?;
+        }
         let tenant = Tenant::from_stored(job.tenant.clone());
         let deleter = deleter(task.kind);
         let outcome = self

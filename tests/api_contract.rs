@@ -258,6 +258,33 @@ async fn an_idempotent_retry_returns_the_same_job_and_sends_nothing_more() {
 }
 
 #[tokio::test]
+async fn a_malformed_idempotency_key_is_400() {
+    let env = TestEnv::new().await;
+    let long = "k".repeat(256);
+    for key in [long.as_str(), "tab\tkey"] {
+        let headers = [
+            ("x-velt-api-key", API_KEY),
+            ("x-velt-auth-token", AUTH_TOKEN),
+            ("idempotency-key", key),
+        ];
+        let (status, answer) = env
+            .request("POST", DELETE, &headers, r#"{"data":{"userIds":["u1"]}}"#)
+            .await;
+        assert_eq!(
+            (status, answer),
+            (
+                400,
+                error(
+                    "INVALID_ARGUMENT",
+                    "Idempotency-Key must be 1 to 255 printable ASCII characters"
+                )
+            )
+        );
+    }
+    assert_eq!(env.queue_depth(&env.queue_url).await, 0);
+}
+
+#[tokio::test]
 async fn without_an_idempotency_key_every_call_makes_a_new_job() {
     let env = TestEnv::new().await;
     let a = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;

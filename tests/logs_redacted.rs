@@ -1,0 +1,79 @@
+//! Logs never carry a user's id, email or name, nor a tenant's token: a whole job, its refusals
+//! and its failures are logged at debug level into a buffer that is then searched.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::{TestEnv, API_KEY, AUTH_TOKEN};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const WORLD: &str = include_str!("fixtures/contract-example.json");
+
+#[tokio::test]
+async fn a_whole_job_logs_no_user_id_email_name_or_token() {
+    let env = TestEnv::new().await;
+    env.seed(&env.tenant(), WORLD).await;
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info,erasure=debug"))
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let job_id = env.start_job(r#"{"data":{"userIds":["u1","u2"]}}"#).await;
+    // A refused login, a malformed body and a failing task are logged too.
+    env.request(
+        "POST",
+        "/v2/users/data/delete",
+        &[
+            ("x-velt-api-key", API_KEY),
+            ("x-velt-auth-token", "wrong-token"),
+        ],
+        r#"{"data":{"userIds":["u1"]}}"#,
+    )
+    .await;
+    env.post("/v2/users/data/delete", r#"{"data":{"userIds":["u1",""]}}"#)
+        .await;
+    env.deliver_once(&env.broken_worker()).await;
+    env.drain(&env.worker).await;
+    assert_eq!(env.status(&job_id).await["jobStatus"], "completed");
+
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("task done and verified"),
+        "the job was logged"
+    );
+    assert!(logs.contains("task failed"), "the failure was logged");
+    assert!(
+        logs.contains("authentication refused"),
+        "the refusal was logged"
+    );
+    for secret in [
+        "u1",
+        "u2",
+        "Ada Lovelace",
+        "ada@example.com",
+        "Grace Hopper",
+        "grace@example.com",
+        AUTH_TOKEN,
+        "wrong-token",
+    ] {
+        assert!(!logs.contains(secret), "logs contain {secret}");
+    }
+}
