@@ -76,6 +76,8 @@ impl ApiConfig {
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub tables: Tables,
+    /// `TASK_QUEUE_URL`: where a task paused at the invocation's deadline sends its continuation.
+    pub task_queue_url: String,
     /// `MAX_RECEIVE_COUNT`: the queue's redrive `maxReceiveCount`; the receive that reaches it is
     /// a task's last attempt, whose failure is recorded on the job.
     pub max_receive_count: u32,
@@ -89,6 +91,7 @@ impl WorkerConfig {
         }
         Ok(Self {
             tables: Tables::from_env()?,
+            task_queue_url: required("TASK_QUEUE_URL")?,
             max_receive_count,
         })
     }

@@ -1,6 +1,10 @@
 //! The worker: runs a batch of tasks concurrently and reports only the failed ones, so SQS
 //! retries exactly those. A task's last allowed attempt records its failure on the job, so the
 //! job ends `partial` instead of hanging while the message moves to the dead-letter queue.
+//! A task still working when the invocation nears its deadline pauses between pages and sends
+//! itself again as a continuation, so a user with any amount of data never hits the timeout.
+
+use std::time::Instant;
 
 use futures::future::join_all;
 
@@ -11,6 +15,7 @@ use crate::domain::task::Task;
 use crate::dynamo::DynamoError;
 use crate::features::deleter;
 use crate::keys::fingerprint;
+use crate::queue::{QueueError, TaskQueue};
 use crate::store::entity::Tenant;
 use crate::store::{DataStore, StoreError};
 
@@ -33,6 +38,8 @@ enum TaskError {
     Dynamo(#[from] DynamoError),
     #[error("{0} reference(s) still left after erasing; will retry")]
     NotVerified(usize),
+    #[error("could not send the task's continuation")]
+    Continuation(#[from] QueueError),
 }
 
 /// The worker's capabilities, built once per cold start.
@@ -40,21 +47,30 @@ enum TaskError {
 pub struct Worker {
     control: ControlStore,
     data: DataStore,
+    /// Where continuations of paused tasks go.
+    queue: TaskQueue,
     max_receive_count: u32,
 }
 
 impl Worker {
-    pub fn new(control: ControlStore, data: DataStore, max_receive_count: u32) -> Self {
+    pub fn new(
+        control: ControlStore,
+        data: DataStore,
+        queue: TaskQueue,
+        max_receive_count: u32,
+    ) -> Self {
         Self {
             control,
             data,
+            queue,
             max_receive_count,
         }
     }
 
-    /// Runs every delivery; returns the message ids of those that failed.
-    pub async fn handle(&self, deliveries: Vec<Delivery>) -> Vec<String> {
-        let results = join_all(deliveries.iter().map(|d| self.run(d))).await;
+    /// Runs every delivery, pausing tasks still at work at `deadline`; returns the message ids
+    /// of those that failed.
+    pub async fn handle(&self, deliveries: Vec<Delivery>, deadline: Instant) -> Vec<String> {
+        let results = join_all(deliveries.iter().map(|d| self.run(d, deadline))).await;
         deliveries
             .into_iter()
             .zip(results)
@@ -62,7 +78,7 @@ impl Worker {
             .collect()
     }
 
-    async fn run(&self, delivery: &Delivery) -> bool {
+    async fn run(&self, delivery: &Delivery, deadline: Instant) -> bool {
         let task = match serde_json::from_str::<Task>(&delivery.body) {
             Ok(task) => task,
             Err(error) => {
@@ -73,7 +89,7 @@ impl Worker {
         };
         let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
         let _entered = span.enter();
-        match self.run_task(&task).await {
+        match self.run_task(&task, deadline).await {
             Ok(()) => true,
             Err(error) => {
                 let last = delivery.receive_count >= self.max_receive_count;
@@ -100,7 +116,7 @@ impl Worker {
         }
     }
 
-    async fn run_task(&self, task: &Task) -> Result<(), TaskError> {
+    async fn run_task(&self, task: &Task, deadline: Instant) -> Result<(), TaskError> {
         let Some(job) = self.control.get_job(&task.job_id).await? else {
             // The job expired or never existed: nothing to account the task to, and no
             // scope to erase in. Dropping it is the only safe answer.
@@ -116,10 +132,31 @@ impl Worker {
         }
         let tenant = Tenant::from_stored(job.tenant.clone());
         let deleter = deleter(task.kind);
-        let outcome = self
+        let pass = self
             .data
-            .erase(&tenant, &task.user_id, deleter, &job.organization_ids)
+            .erase_until(
+                &tenant,
+                &task.user_id,
+                deleter,
+                &job.organization_ids,
+                Some(deadline),
+            )
             .await?;
+        let outcome = pass.outcome;
+        if !pass.complete {
+            // Sent before this delivery is acknowledged: a crash in between runs the task
+            // twice, which is harmless; losing it is not possible.
+            self.queue.send_all(std::slice::from_ref(task)).await?;
+            self.control
+                .record_progress(&task.job_id, task.kind, outcome)
+                .await?;
+            tracing::info!(
+                removed = outcome.removed,
+                rewritten = outcome.rewritten,
+                "task paused at the deadline; continuation sent"
+            );
+            return Ok(());
+        }
         let remaining = self
             .data
             .remaining_references(&tenant, &task.user_id, deleter, &job.organization_ids)

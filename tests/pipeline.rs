@@ -169,3 +169,47 @@ async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_and_goes_to_the
         .iter()
         .any(|i| key_of(i) == (reference.pk.clone(), reference.sk.clone())));
 }
+
+#[tokio::test]
+async fn a_task_that_reaches_the_invocation_deadline_continues_in_a_new_message() {
+    let mut env = TestEnv::new().await;
+    // Every invocation is already past its deadline: each task does one page per delivery.
+    env.invocation_budget = std::time::Duration::ZERO;
+    let documents: Vec<serde_json::Value> = (0..250)
+        .map(|i| {
+            serde_json::json!({
+                "documentId": format!("d{i}"),
+                "users": [{"userId": "heavy", "accessRole": "editor"},
+                          {"userId": "light", "accessRole": "viewer"}],
+            })
+        })
+        .collect();
+    let world = serde_json::json!({
+        "users": [{"userId": "heavy", "name": "Heavy User", "email": "heavy@example.com"}],
+        "organizations": [{"organizationId": "o", "documents": documents}],
+    });
+    env.seed(&env.tenant(), &world.to_string()).await;
+    let job_id = env.start_job(r#"{"data":{"userIds":["heavy"]}}"#).await;
+
+    let mut deliveries = 0;
+    for _ in 0..100 {
+        let received = env.deliver_once(&env.worker).await;
+        if received == 0 && env.status(&job_id).await["jobStatus"] == "completed" {
+            break;
+        }
+        deliveries += received;
+    }
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    assert_eq!(status["items"]["access"]["removed"], 250);
+    // 9 tasks, and the access task's 250 references took three pages: two continuations.
+    assert_eq!(deliveries, 11);
+    let left: Vec<_> = env
+        .scan(&env.tables.data)
+        .await
+        .into_iter()
+        .filter(|i| entity_of(i) == "DocumentAccess")
+        .collect();
+    assert_eq!(left.len(), 250, "the other user's access is untouched");
+    assert!(left.iter().all(|i| i["userId"].as_s().unwrap() == "light"));
+}

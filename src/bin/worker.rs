@@ -1,8 +1,11 @@
 //! The `worker` Lambda: consumes the task queue and reports partial batch failures.
 
+use std::time::{Duration, Instant};
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use erasure::config::WorkerConfig;
 use erasure::control::ControlStore;
+use erasure::queue::TaskQueue;
 use erasure::store::DataStore;
 use erasure::worker::{Delivery, Worker};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -17,11 +20,13 @@ async fn main() -> Result<(), Error> {
     let worker = Worker::new(
         ControlStore::new(dynamodb.clone(), &config.tables.control),
         DataStore::new(dynamodb, &config.tables.data),
+        TaskQueue::new(aws_sdk_sqs::Client::new(&aws), &config.task_queue_url),
         config.max_receive_count,
     );
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let worker = &worker;
         async move {
+            let deadline = pause_point(event.context.deadline);
             let deliveries = event
                 .payload
                 .records
@@ -38,7 +43,7 @@ async fn main() -> Result<(), Error> {
                 .collect();
             let mut response = SqsBatchResponse::default();
             response.batch_item_failures = worker
-                .handle(deliveries)
+                .handle(deliveries, deadline)
                 .await
                 .into_iter()
                 .map(|id| {
@@ -51,4 +56,15 @@ async fn main() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// How long before the invocation's deadline tasks stop starting new pages: a page takes well
+/// under a second, and recording the pause takes two calls.
+const SAFETY_MARGIN: Duration = Duration::from_secs(15);
+
+/// When tasks should pause, from the invocation's deadline (epoch milliseconds).
+fn pause_point(deadline_ms: u64) -> Instant {
+    let now_ms = erasure::api::now_ms().max(0) as u64;
+    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + remaining.saturating_sub(SAFETY_MARGIN)
 }

@@ -238,6 +238,32 @@ impl ControlStore {
         self.settle_after(result, now_ms).await
     }
 
+    /// Adds what a paused task's pass removed and rewrote; the task goes on in a continuation.
+    pub async fn record_progress(
+        &self,
+        job_id: &JobId,
+        kind: TaskKind,
+        outcome: Outcome,
+    ) -> Result<(), DynamoError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+            .update_expression("ADD #removed :removed, #rewritten :rewritten")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#removed", format!("removed_{kind}"))
+            .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
+            .expression_attribute_values(":removed", AttributeValue::N(outcome.removed.to_string()))
+            .expression_attribute_values(
+                ":rewritten",
+                AttributeValue::N(outcome.rewritten.to_string()),
+            )
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("UpdateItem", e))?;
+        Ok(())
+    }
+
     /// Records a task's final failure, once, unless it has succeeded.
     pub async fn record_failure(
         &self,

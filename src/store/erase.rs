@@ -7,6 +7,7 @@
 //! under it, then the entities under it, then the entity, then the user's own reference.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -38,6 +39,14 @@ impl std::ops::AddAssign for Outcome {
         self.removed += other.removed;
         self.rewritten += other.rewritten;
     }
+}
+
+/// How far one pass of erasure got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    pub outcome: Outcome,
+    /// False when the pass stopped at its deadline with references left.
+    pub complete: bool,
 }
 
 /// A reference item, read.
@@ -107,7 +116,7 @@ struct PagePlan {
 }
 
 impl DataStore {
-    /// Erases one feature of `user` within `organizations` (all when empty).
+    /// Erases one feature of `user` within `organizations` (all when empty), to the end.
     pub async fn erase(
         &self,
         tenant: &Tenant,
@@ -115,11 +124,35 @@ impl DataStore {
         deleter: &dyn Deleter,
         organizations: &[OrganizationId],
     ) -> Result<Outcome, StoreError> {
+        let pass = self
+            .erase_until(tenant, user, deleter, organizations, None)
+            .await?;
+        Ok(pass.outcome)
+    }
+
+    /// Erases like [`DataStore::erase`], but stops between pages once `deadline` has passed
+    /// (after at least one page, so every pass makes progress). Work done is never undone: the
+    /// references dealt with are gone, so the next pass starts where this one stopped.
+    pub async fn erase_until(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        organizations: &[OrganizationId],
+        deadline: Option<Instant>,
+    ) -> Result<Pass, StoreError> {
         let mut outcome = Outcome::default();
+        let mut pages = 0;
         let pk = tenant.user_partition(user.as_str());
         for prefix in scope_prefixes(deleter, organizations) {
             let mut start = None;
             loop {
+                if pages > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(Pass {
+                        outcome,
+                        complete: false,
+                    });
+                }
                 let page = dynamo::query_prefix(
                     &self.client,
                     &self.table,
@@ -134,13 +167,17 @@ impl DataStore {
                     page.items.iter().filter_map(parse_reference).collect();
                 let plan = self.plan_page(user, deleter, references).await?;
                 outcome += self.carry_out(tenant, user, deleter, plan).await?;
+                pages += 1;
                 match page.next {
                     Some(next) => start = Some(next),
                     None => break,
                 }
             }
         }
-        Ok(outcome)
+        Ok(Pass {
+            outcome,
+            complete: true,
+        })
     }
 
     /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.

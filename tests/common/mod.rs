@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -40,6 +40,8 @@ pub struct TestEnv {
     pub worker: Worker,
     pub data: DataStore,
     pub control: ControlStore,
+    /// How long each simulated worker invocation may run before its tasks pause.
+    pub invocation_budget: Duration,
 }
 
 pub const API_KEY: &str = "test-api-key";
@@ -112,7 +114,12 @@ impl TestEnv {
             TaskQueue::new(sqs.clone(), &queues.task_queue_url),
             api_config,
         );
-        let worker = Worker::new(control.clone(), data.clone(), infra::MAX_RECEIVE_COUNT);
+        let worker = Worker::new(
+            control.clone(),
+            data.clone(),
+            TaskQueue::new(sqs.clone(), &queues.task_queue_url),
+            infra::MAX_RECEIVE_COUNT,
+        );
         Self {
             dynamodb,
             sqs,
@@ -123,6 +130,7 @@ impl TestEnv {
             worker,
             data,
             control,
+            invocation_budget: Duration::from_secs(600),
         }
     }
 
@@ -152,6 +160,7 @@ impl TestEnv {
         Worker::new(
             self.control.clone(),
             DataStore::new(self.dynamodb.clone(), "no-such-table"),
+            TaskQueue::new(self.sqs.clone(), &self.queue_url),
             infra::MAX_RECEIVE_COUNT,
         )
     }
@@ -235,7 +244,7 @@ impl TestEnv {
                     .unwrap(),
             })
             .collect();
-        let failed = worker.handle(deliveries).await;
+        let failed = worker.handle(deliveries, self.deadline()).await;
         for m in &messages {
             if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
                 self.sqs
@@ -248,6 +257,11 @@ impl TestEnv {
             }
         }
         messages.len()
+    }
+
+    /// The deadline the worker is given: far away, unless a test shortened it.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.invocation_budget
     }
 
     /// Delivers until the queue stays empty past the visibility timeout.
