@@ -153,22 +153,10 @@ impl DataStore {
                         complete: false,
                     });
                 }
-                let page = dynamo::query_prefix(
-                    &self.client,
-                    &self.table,
-                    &pk,
-                    &prefix,
-                    PAGE,
-                    start,
-                    false,
-                )
-                .await?;
-                let references: Vec<Reference> =
-                    page.items.iter().filter_map(parse_reference).collect();
-                let plan = self.plan_page(user, deleter, references).await?;
+                let (plan, next) = self.next_plan(user, deleter, &pk, &prefix, start).await?;
                 outcome += self.carry_out(tenant, user, deleter, plan).await?;
                 pages += 1;
-                match page.next {
+                match next {
                     Some(next) => start = Some(next),
                     None => break,
                 }
@@ -194,19 +182,7 @@ impl DataStore {
         for prefix in scope_prefixes(deleter, organizations) {
             let mut start = None;
             loop {
-                let page = dynamo::query_prefix(
-                    &self.client,
-                    &self.table,
-                    &pk,
-                    &prefix,
-                    PAGE,
-                    start,
-                    false,
-                )
-                .await?;
-                let references: Vec<Reference> =
-                    page.items.iter().filter_map(parse_reference).collect();
-                let plan = self.plan_page(user, deleter, references).await?;
+                let (plan, next) = self.next_plan(user, deleter, &pk, &prefix, start).await?;
                 outcome.rewritten += plan.rewrites.len() as u64;
                 let mut annotations = BTreeSet::new();
                 for removal in &plan.removals {
@@ -226,7 +202,7 @@ impl DataStore {
                         removed.insert(annotation);
                     }
                 }
-                match page.next {
+                match next {
                     Some(next) => start = Some(next),
                     None => break,
                 }
@@ -252,6 +228,23 @@ impl DataStore {
             remaining += page.items.len();
         }
         Ok(remaining)
+    }
+
+    /// Reads one page of references under `prefix` and plans it; returns where the next
+    /// page starts.
+    async fn next_plan(
+        &self,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        pk: &str,
+        prefix: &str,
+        start: Option<Item>,
+    ) -> Result<(PagePlan, Option<Item>), StoreError> {
+        let page =
+            dynamo::query_prefix(&self.client, &self.table, pk, prefix, PAGE, start, false).await?;
+        let references: Vec<Reference> = page.items.iter().filter_map(parse_reference).collect();
+        let plan = self.plan_page(user, deleter, references).await?;
+        Ok((plan, page.next))
     }
 
     async fn plan_page(
