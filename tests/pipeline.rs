@@ -117,7 +117,8 @@ async fn a_task_that_fails_then_succeeds_completes_the_job() {
 }
 
 #[tokio::test]
-async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_and_goes_to_the_dlq() {
+async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_until_its_dead_letter_is_redriven()
+{
     let env = TestEnv::new().await;
     let tenant = env.tenant();
     env.seed(&tenant, WORLD).await;
@@ -168,6 +169,38 @@ async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_and_goes_to_the
     assert!(data
         .iter()
         .any(|i| key_of(i) == (reference.pk.clone(), reference.sk.clone())));
+
+    // Once the cause is fixed, redriving the dead letter completes the job.
+    env.dynamodb
+        .delete_item()
+        .table_name(&env.tables.data)
+        .key("pk", AttributeValue::S(poison.pk.clone()))
+        .key("sk", AttributeValue::S(poison.sk.clone()))
+        .send()
+        .await
+        .unwrap();
+    let dead = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.dlq_url)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(dead.len(), 1);
+    env.sqs
+        .send_message()
+        .queue_url(&env.queue_url)
+        .message_body(dead[0].body().unwrap())
+        .send()
+        .await
+        .unwrap();
+    env.drain(&env.worker).await;
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    assert_eq!(status["isDeleteCompleted"], true);
+    assert_eq!(status["tasksFailed"], 0);
 }
 
 #[tokio::test]
