@@ -6,7 +6,7 @@ export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
 .DEFAULT_GOAL := help
-.PHONY: help run test build sam-build tools
+.PHONY: help run test bench build sam-build tools
 
 help: ## List the targets
 	@echo "erasure - make targets:"
@@ -17,6 +17,9 @@ run: ## Run the service locally (dynalite, moto, cargo lambda watch, SQS bridge)
 
 test: ## fmt, clippy, all tests against local emulators, SAM template checks
 	scripts/test.sh
+
+bench: ## Benchmarks on their own dynalite and moto: cost per user vs table size, throughput, API latency
+	scripts/bench.sh
 
 tools: ## Install the local tools (.venv from requirements.txt, node_modules from package-lock.json)
 	bash -c 'source scripts/lib.sh && ensure_tools'
