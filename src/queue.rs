@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
+use futures::{stream, StreamExt, TryStreamExt};
 
-use crate::domain::task::Task;
+use crate::domain::task::{Task, TaskMessage};
 
 /// SendMessageBatch's limit.
 const BATCH: usize = 10;
+/// Batches in flight at once.
+const CONCURRENCY: usize = 8;
 /// Rounds of retrying refused entries.
 const ROUNDS: u32 = 5;
 
@@ -38,19 +41,24 @@ impl TaskQueue {
         }
     }
 
-    /// Sends every task. Safe to repeat: the worker treats a task it has seen as done.
+    /// Sends every task, one message per user. Safe to repeat: the worker skips a task the
+    /// job already counts as done.
     pub async fn send_all(&self, tasks: &[Task]) -> Result<(), QueueError> {
-        let bodies = tasks
+        let bodies = TaskMessage::group(tasks)
             .iter()
             .map(serde_json::to_string)
             .collect::<Result<Vec<_>, _>>()
             .map_err(QueueError::Encode)?;
-        let sends = bodies.chunks(BATCH).map(|chunk| self.send_batch(chunk));
-        futures::future::try_join_all(sends).await?;
+        let chunks: Vec<Vec<String>> = bodies.chunks(BATCH).map(<[String]>::to_vec).collect();
+        stream::iter(chunks)
+            .map(|chunk| self.send_batch(chunk))
+            .buffer_unordered(CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
         Ok(())
     }
 
-    async fn send_batch(&self, bodies: &[String]) -> Result<(), QueueError> {
+    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), QueueError> {
         let mut pending: Vec<(String, &String)> = bodies
             .iter()
             .enumerate()

@@ -7,15 +7,17 @@
 use std::time::Instant;
 
 use futures::future::join_all;
+use tracing::Instrument;
 
 use crate::api::now_ms;
 use crate::control::ControlStore;
+use crate::control::JobView;
 use crate::domain::job::JobStatus;
-use crate::domain::task::Task;
+use crate::domain::task::{Task, TaskMessage};
 use crate::dynamo::DynamoError;
 use crate::features::deleter;
 use crate::keys::fingerprint;
-use crate::queue::{QueueError, TaskQueue};
+use crate::queue::TaskQueue;
 use crate::store::entity::Tenant;
 use crate::store::{DataStore, StoreError};
 
@@ -30,7 +32,7 @@ pub struct Delivery {
 
 #[derive(Debug, thiserror::Error)]
 enum TaskError {
-    #[error("message is not a task")]
+    #[error("message is not a task message")]
     Malformed(#[source] serde_json::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -38,8 +40,13 @@ enum TaskError {
     Dynamo(#[from] DynamoError),
     #[error("{0} reference(s) still left after erasing; will retry")]
     NotVerified(usize),
-    #[error("could not send the task's continuation")]
-    Continuation(#[from] QueueError),
+}
+
+/// How a task's run ended, when it did not fail.
+enum TaskEnd {
+    Done,
+    /// Stopped at the deadline with work left: goes on in a continuation.
+    Paused,
 }
 
 /// The worker's capabilities, built once per cold start.
@@ -70,7 +77,7 @@ impl Worker {
     /// Runs every delivery, pausing tasks still at work at `deadline`; returns the message ids
     /// of those that failed.
     pub async fn handle(&self, deliveries: Vec<Delivery>, deadline: Instant) -> Vec<String> {
-        let results = join_all(deliveries.iter().map(|d| self.run(d, deadline))).await;
+        let results = join_all(deliveries.iter().map(|d| self.run_message(d, deadline))).await;
         deliveries
             .into_iter()
             .zip(results)
@@ -78,54 +85,81 @@ impl Worker {
             .collect()
     }
 
-    async fn run(&self, delivery: &Delivery, deadline: Instant) -> bool {
-        let task = match serde_json::from_str::<Task>(&delivery.body) {
-            Ok(task) => task,
+    /// Runs a message's tasks concurrently; true when none of them failed. Paused tasks go on in
+    /// one continuation message; on the last attempt, each failed task is recorded on the job.
+    async fn run_message(&self, delivery: &Delivery, deadline: Instant) -> bool {
+        let message = match serde_json::from_str::<TaskMessage>(&delivery.body) {
+            Ok(message) => message,
             Err(error) => {
                 let error = TaskError::Malformed(error);
-                tracing::error!(message_id = %delivery.message_id, error = &error as &dyn std::error::Error, "task failed");
+                tracing::error!(message_id = %delivery.message_id, error = &error as &dyn std::error::Error, "message failed");
                 return false;
             }
         };
-        let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
-        let _entered = span.enter();
-        match self.run_task(&task, deadline).await {
-            Ok(()) => true,
+        let job = match self.control.get_job(&message.job_id).await {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                // The job expired or never existed: nothing to account the tasks to, and no
+                // scope to erase in. Dropping them is the only safe answer.
+                tracing::warn!(job_id = %message.job_id, "tasks of an unknown job dropped");
+                return true;
+            }
             Err(error) => {
-                let last = delivery.receive_count >= self.max_receive_count;
-                tracing::error!(
-                    attempt = delivery.receive_count,
-                    last,
-                    error = &error as &dyn std::error::Error,
-                    "task failed"
-                );
-                if last {
-                    if let Err(error) = self
-                        .control
-                        .record_failure(&task.job_id, &task.task_id, now_ms())
-                        .await
-                    {
-                        tracing::error!(
-                            error = &error as &dyn std::error::Error,
-                            "could not record the failure"
-                        );
-                    }
-                }
-                false
+                tracing::error!(job_id = %message.job_id, error = &error as &dyn std::error::Error, "could not read the job");
+                return false;
+            }
+        };
+        let tasks = message.tasks();
+        let ends = join_all(tasks.iter().map(|task| {
+            let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
+            self.run_task(&job, task, deadline).instrument(span)
+        }))
+        .await;
+        let paused: Vec<Task> = tasks
+            .iter()
+            .zip(&ends)
+            .filter(|(_, end)| matches!(end, Ok(TaskEnd::Paused)))
+            .map(|(task, _)| task.clone())
+            .collect();
+        let mut ok = true;
+        if !paused.is_empty() {
+            // Sent before this delivery is acknowledged: a crash in between runs the tasks
+            // twice, which is harmless; losing them is not possible.
+            if let Err(error) = self.queue.send_all(&paused).await {
+                tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not send the continuation");
+                ok = false;
             }
         }
+        let last = delivery.receive_count >= self.max_receive_count;
+        for (task, end) in tasks.iter().zip(ends) {
+            let Err(error) = end else { continue };
+            ok = false;
+            tracing::error!(job_id = %task.job_id, task_id = %task.task_id, attempt = delivery.receive_count, last, error = &error as &dyn std::error::Error, "task failed");
+            if last {
+                if let Err(error) = self
+                    .control
+                    .record_failure(&task.job_id, &task.task_id, now_ms())
+                    .await
+                {
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "could not record the failure"
+                    );
+                }
+            }
+        }
+        ok
     }
 
-    async fn run_task(&self, task: &Task, deadline: Instant) -> Result<(), TaskError> {
-        let Some(job) = self.control.get_job(&task.job_id).await? else {
-            // The job expired or never existed: nothing to account the task to, and no
-            // scope to erase in. Dropping it is the only safe answer.
-            tracing::warn!("task of an unknown job dropped");
-            return Ok(());
-        };
+    async fn run_task(
+        &self,
+        job: &JobView,
+        task: &Task,
+        deadline: Instant,
+    ) -> Result<TaskEnd, TaskError> {
         if job.succeeded.contains(&task.task_id) {
-            tracing::info!("task already done; duplicate delivery acknowledged");
-            return Ok(());
+            tracing::info!("task already done; repeated delivery acknowledged");
+            return Ok(TaskEnd::Done);
         }
         if job.status == JobStatus::Queued {
             self.control.mark_running(&job.job_id).await?;
@@ -144,18 +178,15 @@ impl Worker {
             .await?;
         let outcome = pass.outcome;
         if !pass.complete {
-            // Sent before this delivery is acknowledged: a crash in between runs the task
-            // twice, which is harmless; losing it is not possible.
-            self.queue.send_all(std::slice::from_ref(task)).await?;
             self.control
                 .record_progress(&task.job_id, task.kind, outcome)
                 .await?;
             tracing::info!(
                 removed = outcome.removed,
                 rewritten = outcome.rewritten,
-                "task paused at the deadline; continuation sent"
+                "task paused at the deadline"
             );
-            return Ok(());
+            return Ok(TaskEnd::Paused);
         }
         let remaining = self
             .data
@@ -172,6 +203,6 @@ impl Worker {
             rewritten = outcome.rewritten,
             "task done and verified"
         );
-        Ok(())
+        Ok(TaskEnd::Done)
     }
 }

@@ -80,14 +80,70 @@ pub fn task_id(user_index: usize, kind: TaskKind) -> String {
     format!("t{user_index}.{kind}")
 }
 
-/// The message the queue carries: everything a worker needs besides the job record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One task: one feature of one user in one job.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     pub job_id: JobId,
     pub task_id: String,
     pub user_id: UserId,
     pub kind: TaskKind,
+}
+
+/// A task inside a [`TaskMessage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskEntry {
+    pub task_id: String,
+    pub kind: TaskKind,
+}
+
+/// What the queue carries: the tasks of one user in one job, so a job of 100 users is 100
+/// messages (10 SendMessageBatch calls), not 900. The worker runs a message's tasks
+/// concurrently; a retry of the message skips the tasks the job already counts as done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskMessage {
+    pub job_id: JobId,
+    pub user_id: UserId,
+    pub tasks: Vec<TaskEntry>,
+}
+
+impl TaskMessage {
+    /// Groups tasks into messages, one per (job, user), keeping their order.
+    pub fn group(tasks: &[Task]) -> Vec<TaskMessage> {
+        let mut messages: Vec<TaskMessage> = Vec::new();
+        for task in tasks {
+            let entry = TaskEntry {
+                task_id: task.task_id.clone(),
+                kind: task.kind,
+            };
+            match messages
+                .iter_mut()
+                .find(|m| m.job_id == task.job_id && m.user_id == task.user_id)
+            {
+                Some(message) => message.tasks.push(entry),
+                None => messages.push(TaskMessage {
+                    job_id: task.job_id.clone(),
+                    user_id: task.user_id.clone(),
+                    tasks: vec![entry],
+                }),
+            }
+        }
+        messages
+    }
+
+    /// The message's tasks.
+    pub fn tasks(&self) -> Vec<Task> {
+        self.tasks
+            .iter()
+            .map(|entry| Task {
+                job_id: self.job_id.clone(),
+                task_id: entry.task_id.clone(),
+                user_id: self.user_id.clone(),
+                kind: entry.kind,
+            })
+            .collect()
+    }
 }
 
 /// The tasks of a job over `users` (already deduplicated), in a stable order: a retry rebuilds
@@ -129,12 +185,27 @@ mod tests {
     }
 
     #[test]
-    fn task_messages_round_trip_and_refuse_unknown_kinds() {
-        let task =
-            plan_tasks(&JobId::generate(), &[UserId::parse("u#1").unwrap()], false).remove(0);
-        let json = serde_json::to_string(&task).unwrap();
-        assert_eq!(serde_json::from_str::<Task>(&json).unwrap(), task);
+    fn tasks_travel_one_message_per_user_and_come_back_unchanged() {
+        let users = [UserId::parse("u#1").unwrap(), UserId::parse("u2").unwrap()];
+        let tasks = plan_tasks(&JobId::generate(), &users, false);
+        let messages = TaskMessage::group(&tasks);
+        assert_eq!(messages.len(), 2);
+        assert!(messages.iter().all(|m| m.tasks.len() == 9));
+        let back: Vec<Task> = messages
+            .iter()
+            .map(|m| serde_json::to_string(m).unwrap())
+            .flat_map(|j| serde_json::from_str::<TaskMessage>(&j).unwrap().tasks())
+            .collect();
+        assert_eq!(back, tasks);
+    }
+
+    #[test]
+    fn task_messages_refuse_unknown_kinds_and_fields() {
+        let tasks = plan_tasks(&JobId::generate(), &[UserId::parse("u").unwrap()], false);
+        let json = serde_json::to_string(&TaskMessage::group(&tasks)[0]).unwrap();
         let bad = json.replace("access", "everything");
-        assert!(serde_json::from_str::<Task>(&bad).is_err());
+        assert!(serde_json::from_str::<TaskMessage>(&bad).is_err());
+        let extra = json.replacen('{', r#"{"extra":1,"#, 1);
+        assert!(serde_json::from_str::<TaskMessage>(&extra).is_err());
     }
 }
