@@ -22,6 +22,8 @@ use crate::features::{Deleter, Effect};
 
 /// References read and dealt with at a time (BatchGetItem's limit).
 const PAGE: i32 = 100;
+/// Subtree reads and annotation sweeps in flight at once.
+const READ_CONCURRENCY: usize = 16;
 /// Rewrites in flight at once.
 const REWRITE_CONCURRENCY: usize = 16;
 /// Attempts at a rewrite that keeps meeting a concurrent writer.
@@ -260,6 +262,7 @@ impl DataStore {
             stored.insert(key, entity);
         }
         let mut plan = PagePlan::default();
+        let mut removals = Vec::new();
         for reference in references {
             plan.own_references.push(reference.key);
             let Some(target) = stored.remove(&reference.target) else {
@@ -268,20 +271,26 @@ impl DataStore {
             match deleter.effect(&target.entity, user) {
                 Effect::Keep => {}
                 Effect::Rewrite(_) => plan.rewrites.push((reference.target, target.version)),
-                Effect::Remove => {
-                    let children = if target.entity.has_children() {
-                        self.entities_under(&reference.target).await?
-                    } else {
-                        Vec::new()
-                    };
-                    plan.removals.push(Removal {
-                        key: reference.target,
-                        entity: target.entity,
-                        children,
-                    });
-                }
+                Effect::Remove => removals.push((reference.target, target.entity)),
             }
         }
+        // The subtrees of a page's removals are read at once, not one after another.
+        plan.removals = stream::iter(removals)
+            .map(|(key, entity)| async move {
+                let children = if entity.has_children() {
+                    self.entities_under(&key).await?
+                } else {
+                    Vec::new()
+                };
+                Ok::<_, StoreError>(Removal {
+                    key,
+                    entity,
+                    children,
+                })
+            })
+            .buffered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
         Ok(plan)
     }
 
@@ -320,9 +329,12 @@ impl DataStore {
             .iter()
             .filter_map(|removal| removal.entity.parent_annotation(tenant))
             .collect();
-        for annotation in annotations {
-            outcome.removed += self.remove_if_empty(tenant, &annotation, &own).await?;
-        }
+        let swept: Vec<u64> = stream::iter(&annotations)
+            .map(|annotation| self.remove_if_empty(tenant, annotation, &own))
+            .buffer_unordered(READ_CONCURRENCY)
+            .try_collect()
+            .await?;
+        outcome.removed += swept.into_iter().sum::<u64>();
 
         let own_deletes = plan
             .own_references
