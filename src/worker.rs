@@ -109,33 +109,41 @@ impl Worker {
                 return false;
             }
         };
+        if job.status == JobStatus::Queued {
+            if let Err(error) = self.control.mark_running(&job.job_id).await {
+                tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not mark the job running");
+                return false;
+            }
+        }
         let tasks = message.tasks();
         let ends = join_all(tasks.iter().map(|task| {
             let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
             self.run_task(&job, task, deadline).instrument(span)
         }))
         .await;
-        let paused: Vec<Task> = tasks
-            .iter()
-            .zip(&ends)
-            .filter(|(_, end)| matches!(end, Ok(TaskEnd::Paused)))
-            .map(|(task, _)| task.clone())
-            .collect();
-        let mut ok = true;
+        let last = delivery.receive_count >= self.max_receive_count;
+        let mut failed: Vec<&Task> = Vec::new();
+        let mut paused: Vec<Task> = Vec::new();
+        for (task, end) in tasks.iter().zip(ends) {
+            match end {
+                Ok(TaskEnd::Done) => {}
+                Ok(TaskEnd::Paused) => paused.push(task.clone()),
+                Err(error) => {
+                    tracing::error!(job_id = %task.job_id, task_id = %task.task_id, attempt = delivery.receive_count, last, error = &error as &dyn std::error::Error, "task failed");
+                    failed.push(task);
+                }
+            }
+        }
         if !paused.is_empty() {
             // Sent before this delivery is acknowledged: a crash in between runs the tasks
             // twice, which is harmless; losing them is not possible.
             if let Err(error) = self.queue.send_all(&paused).await {
                 tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not send the continuation");
-                ok = false;
+                failed.extend(&paused);
             }
         }
-        let last = delivery.receive_count >= self.max_receive_count;
-        for (task, end) in tasks.iter().zip(ends) {
-            let Err(error) = end else { continue };
-            ok = false;
-            tracing::error!(job_id = %task.job_id, task_id = %task.task_id, attempt = delivery.receive_count, last, error = &error as &dyn std::error::Error, "task failed");
-            if last {
+        if last {
+            for task in &failed {
                 if let Err(error) = self
                     .control
                     .record_failure(&task.job_id, &task.task_id, now_ms())
@@ -148,7 +156,7 @@ impl Worker {
                 }
             }
         }
-        ok
+        failed.is_empty()
     }
 
     async fn run_task(
@@ -160,9 +168,6 @@ impl Worker {
         if job.succeeded.contains(&task.task_id) {
             tracing::info!("task already done; repeated delivery acknowledged");
             return Ok(TaskEnd::Done);
-        }
-        if job.status == JobStatus::Queued {
-            self.control.mark_running(&job.job_id).await?;
         }
         let tenant = Tenant::from_stored(job.tenant.clone());
         let deleter = deleter(task.kind);
