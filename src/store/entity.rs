@@ -478,6 +478,7 @@ impl Entity {
     }
 
     /// For a comment: the key of its annotation, which goes when its last comment goes.
+    /// (From the key alone, see [`annotation_of_comment_key`], when the comment is gone.)
     pub fn parent_annotation(&self, tenant: &Tenant) -> Option<Key> {
         match self {
             Entity::Comment(c) => Some(Key {
@@ -486,6 +487,19 @@ impl Entity {
             }),
             _ => None,
         }
+    }
+}
+
+/// The annotation of the comment at `key`, read from the key's shape (`ANN#a#C#c`): what a
+/// retry needs when a crash left a removed comment's annotation unswept.
+pub fn annotation_of_comment_key(key: &Key) -> Option<Key> {
+    let parts: Vec<&str> = key.sk.split('#').collect();
+    match parts.as_slice() {
+        ["ANN", annotation, "C", _] => Some(Key {
+            pk: key.pk.clone(),
+            sk: format!("ANN#{annotation}"),
+        }),
+        _ => None,
     }
 }
 
@@ -573,6 +587,25 @@ mod tests {
         let key = c.key(&tenant);
         assert_eq!(key.pk, annotation.pk);
         assert!(key.sk.starts_with(&format!("{}#", annotation.sk)));
+    }
+
+    #[test]
+    fn a_comment_key_names_its_annotation_and_no_other_key_does() {
+        let tenant = Tenant::from_api_key("k");
+        let c = comment("", "a", &[]);
+        assert_eq!(
+            annotation_of_comment_key(&c.key(&tenant)),
+            c.parent_annotation(&tenant)
+        );
+        let reaction = Entity::CommentReaction(CommentReaction {
+            organization_id: "o".into(),
+            document_id: "d".into(),
+            annotation_id: "a".into(),
+            comment_id: "c".into(),
+            emoji: "e".into(),
+            user_id: "u".into(),
+        });
+        assert_eq!(annotation_of_comment_key(&reaction.key(&tenant)), None);
     }
 
     #[test]

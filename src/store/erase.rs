@@ -14,9 +14,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::de::Error as _;
 
-use super::entity::{reference_kind_prefix, reference_prefix, Entity, Key, Tenant};
+use super::entity::{
+    annotation_of_comment_key, reference_kind_prefix, reference_prefix, Entity, Key, Tenant,
+};
 use super::{entity_item, reference_keys, DataStore, StoreError};
 use crate::domain::ids::{OrganizationId, UserId};
+use crate::domain::task::TaskKind;
 use crate::dynamo::{self, DynamoError, Item};
 use crate::features::{Deleter, Effect};
 
@@ -115,6 +118,9 @@ struct PagePlan {
     rewrites: Vec<(Key, Option<u64>)>,
     /// The user's own references of the page, which go last.
     own_references: Vec<Key>,
+    /// Annotations of comments already gone (a crashed earlier attempt removed them): still to
+    /// be swept if they have no comment left.
+    unswept: Vec<Key>,
 }
 
 impl DataStore {
@@ -266,6 +272,11 @@ impl DataStore {
         for reference in references {
             plan.own_references.push(reference.key);
             let Some(target) = stored.remove(&reference.target) else {
+                // Only the comments feature removes comments, so only its retry sweeps.
+                if deleter.kind() == TaskKind::Comments {
+                    plan.unswept
+                        .extend(annotation_of_comment_key(&reference.target));
+                }
                 continue;
             };
             match deleter.effect(&target.entity, user) {
@@ -328,6 +339,7 @@ impl DataStore {
             .removals
             .iter()
             .filter_map(|removal| removal.entity.parent_annotation(tenant))
+            .chain(plan.unswept.iter().cloned())
             .collect();
         let swept: Vec<u64> = stream::iter(&annotations)
             .map(|annotation| self.remove_if_empty(tenant, annotation, &own))
