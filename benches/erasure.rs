@@ -92,23 +92,7 @@ impl Bench {
     async fn new() -> Self {
         let dynamodb_endpoint = endpoint("ERASURE_BENCH_DYNAMODB_ENDPOINT");
         let sqs_endpoint = endpoint("ERASURE_BENCH_SQS_ENDPOINT");
-        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local", "local", None, None, "bench",
-            ))
-            .load()
-            .await;
-        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&config)
-                .endpoint_url(dynamodb_endpoint)
-                .build(),
-        );
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&config)
-                .endpoint_url(sqs_endpoint)
-                .build(),
-        );
+        let (dynamodb, sqs) = infra::emulator_clients(&dynamodb_endpoint, &sqs_endpoint).await;
         let tables = Tables {
             data: unique("bench-data"),
             control: unique("bench-control"),

@@ -183,3 +183,29 @@ pub async fn ensure_queues(
         dead_letter_queue_url: dlq_url,
     })
 }
+
+/// SDK clients for local emulators at these endpoints, with static local credentials: what the
+/// tests, the benchmark and the end-to-end run talk to. Nothing here is meant for AWS.
+pub async fn emulator_clients(
+    dynamodb_endpoint: &str,
+    sqs_endpoint: &str,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "local", "local", None, None, "emulator",
+        ))
+        .load()
+        .await;
+    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&config)
+            .endpoint_url(dynamodb_endpoint)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&config)
+            .endpoint_url(sqs_endpoint)
+            .build(),
+    );
+    (dynamodb, sqs)
+}

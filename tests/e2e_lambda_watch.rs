@@ -34,23 +34,11 @@ fn env_file() -> HashMap<String, String> {
 async fn a_deletion_runs_end_to_end_through_cargo_lambda_watch_and_the_bridge() {
     let lambda = required("ERASURE_E2E_LAMBDA_ENDPOINT");
     let vars = env_file();
-    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "e2e",
-        ))
-        .load()
-        .await;
-    let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&aws)
-            .endpoint_url(&vars["AWS_ENDPOINT_URL_DYNAMODB"])
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::config::Builder::from(&aws)
-            .endpoint_url(&vars["AWS_ENDPOINT_URL_SQS"])
-            .build(),
-    );
+    let (dynamodb, sqs) = infra::emulator_clients(
+        &vars["AWS_ENDPOINT_URL_DYNAMODB"],
+        &vars["AWS_ENDPOINT_URL_SQS"],
+    )
+    .await;
     let queue_url = &vars["TASK_QUEUE_URL"];
     let queue_name = queue_url.rsplit('/').next().unwrap();
     infra::ensure_table(&dynamodb, &vars["DATA_TABLE"], &infra::DATA_TABLE)

@@ -54,16 +54,6 @@ pub fn unique(prefix: &str) -> String {
     )
 }
 
-async fn sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "local", "local", None, None, "tests",
-        ))
-        .load()
-        .await
-}
-
 impl TestEnv {
     pub async fn new() -> Self {
         Self::with_rate_limit(10_000).await
@@ -72,17 +62,7 @@ impl TestEnv {
     pub async fn with_rate_limit(rate_limit_per_minute: u32) -> Self {
         let dynamodb_endpoint = endpoint("ERASURE_TEST_DYNAMODB_ENDPOINT");
         let sqs_endpoint = endpoint("ERASURE_TEST_SQS_ENDPOINT");
-        let config = sdk_config().await;
-        let dynamodb = aws_sdk_dynamodb::Client::from_conf(
-            aws_sdk_dynamodb::config::Builder::from(&config)
-                .endpoint_url(dynamodb_endpoint)
-                .build(),
-        );
-        let sqs = aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&config)
-                .endpoint_url(sqs_endpoint)
-                .build(),
-        );
+        let (dynamodb, sqs) = infra::emulator_clients(&dynamodb_endpoint, &sqs_endpoint).await;
         let tables = Tables {
             data: unique("data"),
             control: unique("control"),
