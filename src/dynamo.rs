@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, WriteRequest,
+    AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -21,6 +21,8 @@ const WRITE_BATCH: usize = 25;
 const GET_BATCH: usize = 100;
 /// Batches in flight at once per call.
 const CONCURRENCY: usize = 8;
+/// Single-item deletes in flight at once per call.
+const DELETE_CONCURRENCY: usize = 32;
 /// Rounds of retrying unprocessed items before giving up (throttling past the retries).
 const UNPROCESSED_ROUNDS: u32 = 10;
 
@@ -137,6 +139,31 @@ async fn write_chunk(
     Err(DynamoError::Throttled {
         operation: "BatchWriteItem",
     })
+}
+
+/// Deletes every item at `keys` with single `DeleteItem` calls, several at once; returns how
+/// many of them existed (`ReturnValues: ALL_OLD`), so concurrent deleters count an item once.
+pub async fn delete_each_counting(
+    client: &Client,
+    table: &str,
+    keys: &[Key],
+) -> Result<u64, DynamoError> {
+    let existed: Vec<bool> = stream::iter(keys)
+        .map(|key| async move {
+            let output = client
+                .delete_item()
+                .table_name(table)
+                .set_key(Some(key_item(key)))
+                .return_values(ReturnValue::AllOld)
+                .send()
+                .await
+                .map_err(|e| DynamoError::call("DeleteItem", e))?;
+            Ok::<_, DynamoError>(output.attributes.is_some_and(|a| !a.is_empty()))
+        })
+        .buffer_unordered(DELETE_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(existed.into_iter().filter(|e| *e).count() as u64)
 }
 
 /// Reads the items at `keys` (missing ones are simply absent from the answer), 100 to a batch.

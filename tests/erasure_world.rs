@@ -1001,7 +1001,7 @@ async fn erase_one_feature(kind: TaskKind) {
         assert_eq!(outcome, Outcome::default(), "{kind}");
         let preview = env
             .data
-            .preview(&tenant, &nobody, feature, &[])
+            .preview(&tenant, &nobody, feature, &[], &mut Default::default())
             .await
             .unwrap();
         assert_eq!(preview, Outcome::default(), "{kind}");

@@ -260,3 +260,51 @@ fn the_recorded_worker_event_carries_valid_task_messages() {
         assert_eq!(record.attributes["ApproximateReceiveCount"], "1");
     }
 }
+
+#[tokio::test]
+async fn a_dry_run_counts_an_entity_two_features_reach_once_as_the_job_does() {
+    let env = TestEnv::new().await;
+    // solo's only comment empties the annotation solo viewed and reacted in: the comments
+    // task's cascade and the views and reactions tasks all reach the same entities.
+    let world = serde_json::json!({
+        "users": [{"userId": "solo", "name": "Solo Writer", "email": "solo@example.com"},
+                  {"userId": "other", "name": "Other Reader", "email": "other@example.com"}],
+        "organizations": [{"organizationId": "o", "documents": [{
+            "documentId": "d",
+            "commentAnnotations": [{
+                "annotationId": "a", "viewedBy": ["solo", "other"],
+                "comments": [{"commentId": "c", "from": "solo", "text": "note to {{other}}",
+                              "to": ["other"],
+                              "reactions": [{"emoji": "👀", "userId": "solo"},
+                                            {"emoji": "👍", "userId": "other"}]}]
+            }]
+        }]}],
+    });
+    env.seed(&env.tenant(), &world.to_string()).await;
+    let (status, dry) = env
+        .post(
+            "/v2/users/data/delete",
+            r#"{"data":{"userIds":["solo"],"dryRun":true}}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    let dry_total: u64 = dry["data"]["items"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    let job_id = env.start_job(r#"{"data":{"userIds":["solo"]}}"#).await;
+    env.drain(&env.worker).await;
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed");
+    let real_total: u64 = status["items"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|o| o["removed"].as_u64().unwrap() + o["rewritten"].as_u64().unwrap())
+        .sum();
+    // Profile, the comment, its two reactions, the annotation and its two views.
+    assert_eq!(real_total, 7, "{status}");
+    assert_eq!(dry_total, real_total, "dry run {dry}");
+}

@@ -4,7 +4,7 @@
 //! Nothing proportional to the users' data runs here. A failure midway answers 503 and leaves a
 //! job marked as not fully enqueued; a retry with the same `Idempotency-Key` finishes it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use futures::{stream, StreamExt, TryStreamExt};
 use http::StatusCode;
@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Api, ApiError};
 use crate::control::{Claim, NewJob};
-use crate::domain::ids::{IdempotencyKey, JobId, UserId};
+use crate::domain::ids::{IdempotencyKey, JobId};
 use crate::domain::request::{parse_delete, DeleteRequest};
 use crate::domain::task::{plan_tasks, TaskKind};
 use crate::features::deleter;
@@ -21,7 +21,7 @@ use crate::keys::component;
 use crate::store::entity::Tenant;
 use crate::store::erase::Outcome;
 
-/// Previews run at once during a dry run.
+/// Users previewed at once during a dry run.
 const PREVIEW_CONCURRENCY: usize = 16;
 
 /// A canonical hash of what the request asks, so that a retry differing only in whitespace,
@@ -109,26 +109,30 @@ impl Api {
         request: &DeleteRequest,
     ) -> Result<(StatusCode, Value), ApiError> {
         let kinds: Vec<TaskKind> = TaskKind::for_scope(request.is_scoped()).collect();
-        let pairs: Vec<(UserId, TaskKind)> = request
-            .user_ids
-            .iter()
-            .flat_map(|user| kinds.iter().map(|kind| (user.clone(), *kind)))
-            .collect();
-        let outcomes: Vec<(TaskKind, Outcome)> = stream::iter(pairs)
-            .map(|(user, kind)| {
+        // Users are previewed at once; one user's features in task order, sharing what they
+        // counted, so an entity two features reach is counted once.
+        let per_user: Vec<Vec<(TaskKind, Outcome)>> = stream::iter(request.user_ids.clone())
+            .map(|user| {
                 let data = self.data.clone();
                 let tenant = tenant.clone();
                 let organizations = request.organization_ids.clone();
+                let kinds = kinds.clone();
                 async move {
-                    let outcome = data
-                        .preview(&tenant, &user, deleter(kind), &organizations)
-                        .await?;
-                    Ok::<_, ApiError>((kind, outcome))
+                    let mut counted = HashSet::new();
+                    let mut outcomes = Vec::with_capacity(kinds.len());
+                    for kind in kinds {
+                        let outcome = data
+                            .preview(&tenant, &user, deleter(kind), &organizations, &mut counted)
+                            .await?;
+                        outcomes.push((kind, outcome));
+                    }
+                    Ok::<_, ApiError>(outcomes)
                 }
             })
             .buffer_unordered(PREVIEW_CONCURRENCY)
             .try_collect()
             .await?;
+        let outcomes = per_user.into_iter().flatten();
         let mut items: BTreeMap<&str, u64> = kinds.iter().map(|k| (k.as_str(), 0)).collect();
         for (kind, outcome) in outcomes {
             *items.entry(kind.as_str()).or_default() += outcome.removed + outcome.rewritten;

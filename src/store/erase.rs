@@ -177,15 +177,18 @@ impl DataStore {
     }
 
     /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.
+    /// `counted` carries the entities earlier previews of the same user already counted as
+    /// removed: two features can reach one entity (a user's own view on an annotation that
+    /// the removal of their comment empties), and each entity is counted once, by the first.
     pub async fn preview(
         &self,
         tenant: &Tenant,
         user: &UserId,
         deleter: &dyn Deleter,
         organizations: &[OrganizationId],
+        counted: &mut HashSet<Key>,
     ) -> Result<Outcome, StoreError> {
         let mut outcome = Outcome::default();
-        let mut removed: HashSet<Key> = HashSet::new();
         let pk = tenant.user_partition(user.as_str());
         for prefix in scope_prefixes(deleter, organizations) {
             let mut start = None;
@@ -194,20 +197,27 @@ impl DataStore {
                 outcome.rewritten += plan.rewrites.len() as u64;
                 let mut annotations = BTreeSet::new();
                 for removal in &plan.removals {
-                    outcome.removed += 1 + removal.children.len() as u64;
-                    removed.insert(removal.key.clone());
-                    removed.extend(removal.children.iter().map(|(k, _)| k.clone()));
+                    let keys = std::iter::once(&removal.key)
+                        .chain(removal.children.iter().map(|(k, _)| k));
+                    for key in keys {
+                        if counted.insert(key.clone()) {
+                            outcome.removed += 1;
+                        }
+                    }
                     annotations.extend(removal.entity.parent_annotation(tenant));
                 }
                 for annotation in annotations {
                     let under = self.entities_under(&annotation).await?;
                     let comments_left = under
                         .iter()
-                        .any(|(k, e)| matches!(e, Entity::Comment(_)) && !removed.contains(k));
-                    if !comments_left && !removed.contains(&annotation) {
-                        let still_there = under.iter().filter(|(k, _)| !removed.contains(k));
-                        outcome.removed += 1 + still_there.count() as u64;
-                        removed.insert(annotation);
+                        .any(|(k, e)| matches!(e, Entity::Comment(_)) && !counted.contains(k));
+                    if !comments_left && counted.insert(annotation) {
+                        for (key, _) in under {
+                            if counted.insert(key) {
+                                outcome.removed += 1;
+                            }
+                        }
+                        outcome.removed += 1;
                     }
                 }
                 match next {
@@ -380,10 +390,14 @@ impl DataStore {
             targets.push(removal.key.clone());
         }
         references.retain(|r| !keep_for_last.contains(r));
-        let count = (children.len() + targets.len()) as u64;
-        for phase in [references, children, targets] {
-            let deletes = phase.iter().map(dynamo::delete_request).collect();
-            dynamo::batch_write(&self.client, &self.table, deletes).await?;
+        let deletes = references.iter().map(dynamo::delete_request).collect();
+        dynamo::batch_write(&self.client, &self.table, deletes).await?;
+        // Entities are deleted one by one, asking for what was there: two tasks can reach one
+        // entity at once (a cascade and the entity's own feature), and only the one whose delete
+        // found it counts it, so the job's counts are exact.
+        let mut count = 0;
+        for phase in [children, targets] {
+            count += dynamo::delete_each_counting(&self.client, &self.table, &phase).await?;
         }
         Ok(count)
     }
