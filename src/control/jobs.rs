@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
@@ -112,6 +113,14 @@ impl JobView {
 }
 
 impl ControlStore {
+    /// An update of the job's record.
+    fn update_job(&self, job_id: &JobId) -> UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+    }
+
     /// Stores a new job; `false` when a job with this id exists already (an idempotent retry),
     /// which is left as it is.
     pub async fn create_job(&self, job: &NewJob) -> Result<bool, DynamoError> {
@@ -168,10 +177,7 @@ impl ControlStore {
 
     /// Records that every task of the job has been sent.
     pub async fn mark_enqueued(&self, job_id: &JobId, now_ms: i64) -> Result<(), DynamoError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
+        self.update_job(job_id)
             .update_expression("SET enqueuedAt = if_not_exists(enqueuedAt, :now)")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
@@ -184,10 +190,7 @@ impl ControlStore {
     /// Moves a queued job to running (a no-op in any other state).
     pub async fn mark_running(&self, job_id: &JobId) -> Result<(), DynamoError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
+            .update_job(job_id)
             .update_expression("SET jobStatus = :running")
             .condition_expression("jobStatus = :queued")
             .expression_attribute_values(":running", AttributeValue::S("running".into()))
@@ -212,10 +215,7 @@ impl ControlStore {
         now_ms: i64,
     ) -> Result<(), DynamoError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
+            .update_job(job_id)
             .update_expression(
                 "SET lastTaskCompletedTime = :now \
                  ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
@@ -245,10 +245,7 @@ impl ControlStore {
         kind: TaskKind,
         outcome: Outcome,
     ) -> Result<(), DynamoError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
+        self.update_job(job_id)
             .update_expression("ADD #removed :removed, #rewritten :rewritten")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#removed", format!("removed_{kind}"))
@@ -272,10 +269,7 @@ impl ControlStore {
         now_ms: i64,
     ) -> Result<(), DynamoError> {
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
+            .update_job(job_id)
             .update_expression("SET lastTaskCompletedTime = :now ADD failedTasks :task")
             .condition_expression(
                 "attribute_exists(pk) AND NOT contains(succeededTasks, :id) \
@@ -322,10 +316,7 @@ impl ControlStore {
             "size(failedTasks) = :failed"
         };
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(&job.job_id)))
+            .update_job(&job.job_id)
             .update_expression("SET jobStatus = :status, completedAt = :now")
             .condition_expression(format!(
                 "jobStatus <> :status AND tasksCount = :count AND {failed_guard} AND \
