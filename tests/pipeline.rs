@@ -308,3 +308,53 @@ async fn a_dry_run_counts_an_entity_two_features_reach_once_as_the_job_does() {
     assert_eq!(real_total, 7, "{status}");
     assert_eq!(dry_total, real_total, "dry run {dry}");
 }
+
+#[tokio::test]
+async fn a_user_with_many_pages_of_comments_is_erased_exactly_with_pages_in_parallel() {
+    let env = TestEnv::new().await;
+    // 40 annotations of 10 comments by "prolific" (400 references: four pages at once); every
+    // other annotation also holds a comment by "keeper", so it must stay.
+    let annotations: Vec<serde_json::Value> = (0..40)
+        .map(|a| {
+            let mut comments: Vec<serde_json::Value> = (0..10)
+                .map(|c| {
+                    serde_json::json!({"commentId": format!("c{a}-{c}"), "from": "prolific",
+                                       "text": "a remark", "to": []})
+                })
+                .collect();
+            if a % 2 == 0 {
+                comments.push(
+                    serde_json::json!({"commentId": format!("k{a}"), "from": "keeper",
+                                                 "text": "a reply", "to": []}),
+                );
+            }
+            serde_json::json!({"annotationId": format!("a{a}"), "viewedBy": ["keeper"],
+                               "comments": comments})
+        })
+        .collect();
+    let world = serde_json::json!({"organizations": [{"organizationId": "o", "documents": [
+        {"documentId": "d", "commentAnnotations": annotations}]}]});
+    env.seed(&env.tenant(), &world.to_string()).await;
+
+    let prolific = UserId::parse("prolific").unwrap();
+    let comments = erasure::features::deleter(TaskKind::Comments);
+    let outcome = env
+        .data
+        .erase(&env.tenant(), &prolific, comments, &[])
+        .await
+        .unwrap();
+    // 400 comments, and the 20 annotations left empty with their 20 views.
+    assert_eq!(outcome.removed, 440);
+    assert_eq!(
+        env.data
+            .remaining_references(&env.tenant(), &prolific, comments, &[])
+            .await
+            .unwrap(),
+        0
+    );
+    let after = env.scan(&env.tables.data).await;
+    let count = |entity: &str| after.iter().filter(|i| entity_of(i) == entity).count();
+    assert_eq!(count("Comment"), 20, "only keeper's comments are left");
+    assert_eq!(count("Annotation"), 20);
+    assert_eq!(count("View"), 20);
+}

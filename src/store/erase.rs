@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
+use futures::stream::FuturesUnordered;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::de::Error as _;
 
@@ -25,6 +26,8 @@ use crate::features::{Deleter, Effect};
 
 /// References read and dealt with at a time (BatchGetItem's limit).
 const PAGE: i32 = 100;
+/// Pages of one task dealt with at once.
+const PAGES_IN_FLIGHT: usize = 4;
 /// Subtree reads and annotation sweeps in flight at once.
 const READ_CONCURRENCY: usize = 16;
 /// Rewrites in flight at once.
@@ -151,29 +154,39 @@ impl DataStore {
     ) -> Result<Pass, StoreError> {
         let mut outcome = Outcome::default();
         let mut pages = 0;
+        let mut complete = true;
         let pk = tenant.user_partition(user.as_str());
-        for prefix in scope_prefixes(deleter, organizations) {
+        // Pages are read one after another (each starts where the last ended) and dealt with
+        // several at once: their references are distinct, and every write is idempotent.
+        let mut in_flight = FuturesUnordered::new();
+        'prefixes: for prefix in scope_prefixes(deleter, organizations) {
             let mut start = None;
             loop {
                 if pages > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(Pass {
-                        outcome,
-                        complete: false,
-                    });
+                    complete = false;
+                    break 'prefixes;
                 }
-                let (plan, next) = self.next_plan(user, deleter, &pk, &prefix, start).await?;
-                outcome += self.carry_out(tenant, user, deleter, plan).await?;
+                let (references, next) = self.next_references(&pk, &prefix, start).await?;
+                in_flight.push(async move {
+                    let plan = self.plan_page(user, deleter, references).await?;
+                    self.carry_out(tenant, user, deleter, plan).await
+                });
                 pages += 1;
+                while in_flight.len() >= PAGES_IN_FLIGHT {
+                    if let Some(done) = in_flight.next().await {
+                        outcome += done?;
+                    }
+                }
                 match next {
                     Some(next) => start = Some(next),
                     None => break,
                 }
             }
         }
-        Ok(Pass {
-            outcome,
-            complete: true,
-        })
+        while let Some(done) = in_flight.next().await {
+            outcome += done?;
+        }
+        Ok(Pass { outcome, complete })
     }
 
     /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.
@@ -248,6 +261,19 @@ impl DataStore {
         Ok(remaining)
     }
 
+    /// Reads one page of references under `prefix`; returns where the next page starts.
+    async fn next_references(
+        &self,
+        pk: &str,
+        prefix: &str,
+        start: Option<Item>,
+    ) -> Result<(Vec<Reference>, Option<Item>), StoreError> {
+        let page =
+            dynamo::query_prefix(&self.client, &self.table, pk, prefix, PAGE, start, false).await?;
+        let references = page.items.iter().filter_map(parse_reference).collect();
+        Ok((references, page.next))
+    }
+
     /// Reads one page of references under `prefix` and plans it; returns where the next
     /// page starts.
     async fn next_plan(
@@ -258,11 +284,9 @@ impl DataStore {
         prefix: &str,
         start: Option<Item>,
     ) -> Result<(PagePlan, Option<Item>), StoreError> {
-        let page =
-            dynamo::query_prefix(&self.client, &self.table, pk, prefix, PAGE, start, false).await?;
-        let references: Vec<Reference> = page.items.iter().filter_map(parse_reference).collect();
+        let (references, next) = self.next_references(pk, prefix, start).await?;
         let plan = self.plan_page(user, deleter, references).await?;
-        Ok((plan, page.next))
+        Ok((plan, next))
     }
 
     async fn plan_page(
