@@ -3,7 +3,6 @@
 
 mod common;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use common::{entity_of, TestEnv};
 use erasure::domain::ids::UserId;
 use erasure::domain::task::TaskKind;
@@ -11,17 +10,6 @@ use erasure::features::deleter;
 use erasure::store::entity::{reference_key, Entity, Key};
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
-
-async fn delete_item(env: &TestEnv, key: &Key) {
-    env.dynamodb
-        .delete_item()
-        .table_name(&env.tables.data)
-        .key("pk", AttributeValue::S(key.pk.clone()))
-        .key("sk", AttributeValue::S(key.sk.clone()))
-        .send()
-        .await
-        .unwrap();
-}
 
 fn comment_c1(env: &TestEnv) -> Key {
     Entity::Comment(erasure::store::entity::Comment {
@@ -44,10 +32,11 @@ async fn a_retry_after_the_comment_went_but_not_its_annotation_sweeps_the_annota
     env.seed(&tenant, WORLD).await;
     // The crash: u1's only comment in a1 and its reactions are gone, the sweep never ran.
     let c1 = comment_c1(&env);
-    delete_item(&env, &c1).await;
+    env.delete_data_item(&c1).await;
     for item in env.scan(&env.tables.data).await {
         if entity_of(&item) == "CommentReaction" {
-            delete_item(&env, &erasure::dynamo::item_key(&item).unwrap()).await;
+            env.delete_data_item(&erasure::dynamo::item_key(&item).unwrap())
+                .await;
         }
     }
     let u1 = UserId::parse("u1").unwrap();
@@ -89,7 +78,7 @@ async fn a_retry_after_other_users_references_went_but_not_the_entity_removes_it
     // The crash: u2's mention reference to c1 is gone, c1 itself is still there.
     let c1 = comment_c1(&env);
     let mention = reference_key(&tenant, "u2", TaskKind::Mentions, Some("org1"), &c1);
-    delete_item(&env, &mention).await;
+    env.delete_data_item(&mention).await;
     let u1 = UserId::parse("u1").unwrap();
     env.data
         .erase(&tenant, &u1, deleter(TaskKind::Comments), &[])

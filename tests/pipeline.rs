@@ -171,14 +171,7 @@ async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_until_its_dead_
         .any(|i| key_of(i) == (reference.pk.clone(), reference.sk.clone())));
 
     // Once the cause is fixed, redriving the dead letter completes the job.
-    env.dynamodb
-        .delete_item()
-        .table_name(&env.tables.data)
-        .key("pk", AttributeValue::S(poison.pk.clone()))
-        .key("sk", AttributeValue::S(poison.sk.clone()))
-        .send()
-        .await
-        .unwrap();
+    env.delete_data_item(&poison).await;
     let dead = env
         .sqs
         .receive_message()

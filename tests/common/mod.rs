@@ -277,6 +277,18 @@ impl TestEnv {
             + get(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
     }
 
+    /// Deletes one item of the data table behind the store's back, as a crash or a fix would.
+    pub async fn delete_data_item(&self, key: &erasure::store::entity::Key) {
+        self.dynamodb
+            .delete_item()
+            .table_name(&self.tables.data)
+            .key("pk", AttributeValue::S(key.pk.clone()))
+            .key("sk", AttributeValue::S(key.sk.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Every item of a table, by full scan (tests only: the service never scans).
     pub async fn scan(&self, table: &str) -> Vec<Item> {
         let mut items = Vec::new();
