@@ -6,9 +6,10 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DYNAMODB_PORT=8100
-SQS_PORT=9424
-LAMBDA_PORT=9100
+# Several checkouts can test at once on one machine by moving these.
+DYNAMODB_PORT=${ERASURE_TEST_DYNAMODB_PORT:-8100}
+SQS_PORT=${ERASURE_TEST_SQS_PORT:-9424}
+LAMBDA_PORT=${ERASURE_TEST_LAMBDA_PORT:-9100}
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
 
 step "Tools"
