@@ -45,8 +45,9 @@ enum TaskError {
 /// How a task's run ended, when it did not fail.
 enum TaskEnd {
     Done,
-    /// Stopped at the deadline with work left: goes on in a continuation.
-    Paused,
+    /// Stopped at the deadline with work left: goes on in a continuation, from this position
+    /// of the job's scope.
+    Paused(usize),
 }
 
 /// The worker's capabilities, built once per cold start.
@@ -118,7 +119,8 @@ impl Worker {
         let tasks = message.tasks();
         let ends = join_all(tasks.iter().map(|task| {
             let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
-            self.run_task(&job, task, deadline).instrument(span)
+            self.run_task(&job, task, delivery.receive_count, deadline)
+                .instrument(span)
         }))
         .await;
         let last = delivery.receive_count >= self.max_receive_count;
@@ -127,7 +129,7 @@ impl Worker {
         for (task, end) in tasks.iter().zip(ends) {
             match end {
                 Ok(TaskEnd::Done) => {}
-                Ok(TaskEnd::Paused) => paused.push(task.clone()),
+                Ok(TaskEnd::Paused(position)) => paused.push(task.continued_at(position)),
                 Err(error) => {
                     tracing::error!(job_id = %task.job_id, task_id = %task.task_id, attempt = delivery.receive_count, last, error = &error as &dyn std::error::Error, "task failed");
                     failed.push(task);
@@ -163,6 +165,7 @@ impl Worker {
         &self,
         job: &JobView,
         task: &Task,
+        receive_count: u32,
         deadline: Instant,
     ) -> Result<TaskEnd, TaskError> {
         if job.succeeded.contains(&task.task_id) {
@@ -171,6 +174,10 @@ impl Worker {
         }
         let tenant = Tenant::from_stored(job.tenant.clone());
         let deleter = deleter(task.kind);
+        // A redelivery (an attempt failed or died) goes through the whole scope again: the
+        // failure may have been the final check finding references in a part of the scope the
+        // continuation had already passed. Finished organizations cost one empty Query each.
+        let from = if receive_count > 1 { 0 } else { task.resume_at };
         let pass = self
             .data
             .erase_until(
@@ -178,20 +185,22 @@ impl Worker {
                 &task.user_id,
                 deleter,
                 &job.organization_ids,
+                from,
                 Some(deadline),
             )
             .await?;
         let outcome = pass.outcome;
-        if !pass.complete {
+        if let Some(position) = pass.resume_at {
             self.control
                 .record_progress(&task.job_id, task.kind, outcome)
                 .await?;
             tracing::info!(
                 removed = outcome.removed,
                 rewritten = outcome.rewritten,
+                resume_at = position,
                 "task paused at the deadline"
             );
-            return Ok(TaskEnd::Paused);
+            return Ok(TaskEnd::Paused(position));
         }
         let remaining = self
             .data

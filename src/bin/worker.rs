@@ -65,6 +65,15 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(15);
 /// When tasks should pause, from the invocation's deadline (epoch milliseconds).
 fn pause_point(deadline_ms: u64) -> Instant {
     let now_ms = erasure::api::now_ms().max(0) as u64;
+    if deadline_ms <= now_ms {
+        // Lambda never starts an invocation past its deadline; `cargo lambda watch` sends a
+        // fixed one in 1970. Tasks still finish (each pass does a page of work and continues),
+        // only in many small steps: `erasure bridge` gives the worker real deadlines.
+        tracing::warn!(
+            deadline_ms,
+            "the invocation's deadline has already passed; tasks will go page by page"
+        );
+    }
     let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
     Instant::now() + remaining.saturating_sub(SAFETY_MARGIN)
 }

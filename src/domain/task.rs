@@ -87,6 +87,19 @@ pub struct Task {
     pub task_id: String,
     pub user_id: UserId,
     pub kind: TaskKind,
+    /// Where in the job's scope (the index of an organization) the task goes on: 0 for a new
+    /// task, further on for the continuation of a task paused at an invocation's deadline.
+    pub resume_at: usize,
+}
+
+impl Task {
+    /// The same task, to go on from `position` of its scope.
+    pub fn continued_at(&self, position: usize) -> Task {
+        Task {
+            resume_at: position,
+            ..self.clone()
+        }
+    }
 }
 
 /// A task inside a [`TaskMessage`].
@@ -95,6 +108,12 @@ pub struct Task {
 pub struct TaskEntry {
     pub task_id: String,
     pub kind: TaskKind,
+    #[serde(default, skip_serializing_if = "is_start")]
+    pub resume_at: usize,
+}
+
+fn is_start(position: &usize) -> bool {
+    *position == 0
 }
 
 /// What the queue carries: the tasks of one user in one job, so a job of 100 users is 100
@@ -116,6 +135,7 @@ impl TaskMessage {
             let entry = TaskEntry {
                 task_id: task.task_id.clone(),
                 kind: task.kind,
+                resume_at: task.resume_at,
             };
             match messages
                 .iter_mut()
@@ -141,6 +161,7 @@ impl TaskMessage {
                 task_id: entry.task_id.clone(),
                 user_id: self.user_id.clone(),
                 kind: entry.kind,
+                resume_at: entry.resume_at,
             })
             .collect()
     }
@@ -158,6 +179,7 @@ pub fn plan_tasks(job_id: &JobId, users: &[UserId], scoped_to_organizations: boo
                 task_id: task_id(index, kind),
                 user_id: user.clone(),
                 kind,
+                resume_at: 0,
             })
         })
         .collect()
@@ -197,6 +219,18 @@ mod tests {
             .flat_map(|j| serde_json::from_str::<TaskMessage>(&j).unwrap().tasks())
             .collect();
         assert_eq!(back, tasks);
+    }
+
+    #[test]
+    fn a_continuation_carries_where_it_goes_on_and_a_new_task_does_not_mention_it() {
+        let tasks = plan_tasks(&JobId::generate(), &[UserId::parse("u").unwrap()], true);
+        let fresh = serde_json::to_string(&TaskMessage::group(&tasks[..1])[0]).unwrap();
+        assert!(!fresh.contains("resumeAt"), "{fresh}");
+        let continued = [tasks[0].continued_at(3)];
+        let json = serde_json::to_string(&TaskMessage::group(&continued)[0]).unwrap();
+        let back = serde_json::from_str::<TaskMessage>(&json).unwrap().tasks();
+        assert_eq!(back[0].resume_at, 3);
+        assert_eq!(back[0].task_id, tasks[0].task_id);
     }
 
     #[test]

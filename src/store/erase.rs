@@ -53,8 +53,16 @@ impl std::ops::AddAssign for Outcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pass {
     pub outcome: Outcome,
-    /// False when the pass stopped at its deadline with references left.
-    pub complete: bool,
+    /// `None` when the pass went through its whole scope; otherwise it stopped at its
+    /// deadline, and the next pass starts at this position of the scope (see
+    /// [`DataStore::erase_until`]).
+    pub resume_at: Option<usize>,
+}
+
+impl Pass {
+    pub fn complete(&self) -> bool {
+        self.resume_at.is_none()
+    }
 }
 
 /// A reference item, read.
@@ -136,42 +144,54 @@ impl DataStore {
         organizations: &[OrganizationId],
     ) -> Result<Outcome, StoreError> {
         let pass = self
-            .erase_until(tenant, user, deleter, organizations, None)
+            .erase_until(tenant, user, deleter, organizations, 0, None)
             .await?;
         Ok(pass.outcome)
     }
 
-    /// Erases like [`DataStore::erase`], but stops between pages once `deadline` has passed
-    /// (after at least one page, so every pass makes progress). Work done is never undone: the
-    /// references dealt with are gone, so the next pass starts where this one stopped.
+    /// Erases like [`DataStore::erase`], from position `from` of the scope (the index of an
+    /// organization in `organizations`; 0 when unscoped), stopping between pages once
+    /// `deadline` has passed. Work done is never undone: the references dealt with are gone.
+    ///
+    /// Every pass makes progress, whatever the deadline: it stops only after a page that held
+    /// references, and a position it reports is past every organization it finished. So a
+    /// chain of passes, each resuming where the last stopped, always reaches the end, even
+    /// when every deadline has already passed (an organization with nothing left costs one
+    /// empty Query and is never read again by the chain).
     pub async fn erase_until(
         &self,
         tenant: &Tenant,
         user: &UserId,
         deleter: &dyn Deleter,
         organizations: &[OrganizationId],
+        from: usize,
         deadline: Option<Instant>,
     ) -> Result<Pass, StoreError> {
         let mut outcome = Outcome::default();
-        let mut pages = 0;
-        let mut complete = true;
+        let mut pages_with_work = 0;
+        let mut resume_at = None;
         let pk = tenant.user_partition(user.as_str());
         // Pages are read one after another (each starts where the last ended) and dealt with
         // several at once: their references are distinct, and every write is idempotent.
         let mut in_flight = FuturesUnordered::new();
-        'prefixes: for prefix in scope_prefixes(deleter, organizations) {
+        let prefixes = scope_prefixes(deleter, organizations);
+        'prefixes: for (position, prefix) in prefixes.iter().enumerate().skip(from) {
             let mut start = None;
             loop {
-                if pages > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                    complete = false;
+                if pages_with_work > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                    // The pages of this prefix read so far are dealt with before the pass
+                    // returns, so resuming at the prefix's start skips nothing.
+                    resume_at = Some(position);
                     break 'prefixes;
                 }
-                let (references, next) = self.next_references(&pk, &prefix, start).await?;
-                in_flight.push(async move {
-                    let plan = self.plan_page(user, deleter, references).await?;
-                    self.carry_out(tenant, user, deleter, plan).await
-                });
-                pages += 1;
+                let (references, next) = self.next_references(&pk, prefix, start).await?;
+                if !references.is_empty() {
+                    pages_with_work += 1;
+                    in_flight.push(async move {
+                        let plan = self.plan_page(user, deleter, references).await?;
+                        self.carry_out(tenant, user, deleter, plan).await
+                    });
+                }
                 while in_flight.len() >= PAGES_IN_FLIGHT {
                     if let Some(done) = in_flight.next().await {
                         outcome += done?;
@@ -186,7 +206,7 @@ impl DataStore {
         while let Some(done) = in_flight.next().await {
             outcome += done?;
         }
-        Ok(Pass { outcome, complete })
+        Ok(Pass { outcome, resume_at })
     }
 
     /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.
