@@ -134,6 +134,32 @@ warm_functions() {
     done
 }
 
+# wait_for_line FILE TEXT PID [SECONDS]: waits until FILE holds TEXT; fails if PID exits first or
+# SECONDS (default 120) pass.
+wait_for_line() {
+    local file=$1 text=$2 pid=$3 timeout=${4:-120}
+    local deadline=$((SECONDS + timeout))
+    until grep -qF -- "$text" "$file" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+            tail -n 30 "$file" >&2 || true
+            die "no '$text' in ${file#"$ROOT"/}"
+        fi
+        sleep 0.5
+    done
+}
+
+# stop_bg PID: stops a process group started by start_bg and waits until it is gone, so that a
+# script that cleans up after itself (run-local.sh) has the time to.
+stop_bg() {
+    local pgid=$1
+    kill -TERM -- "-$pgid" 2>/dev/null || true
+    local deadline=$((SECONDS + 20))
+    while kill -0 -- "-$pgid" 2>/dev/null && ((SECONDS < deadline)); do
+        sleep 0.2
+    done
+    kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+
 # cleanup: stops every process group started by start_bg (TERM, then KILL after a grace period).
 cleanup() {
     local status=$?

@@ -6,9 +6,10 @@ set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-DYNAMODB_PORT=8000
-SQS_PORT=9324
-LAMBDA_PORT=9000
+# `make test` runs this script on other ports to try the README's commands against it.
+DYNAMODB_PORT=${ERASURE_RUN_DYNAMODB_PORT:-8000}
+SQS_PORT=${ERASURE_RUN_SQS_PORT:-9324}
+LAMBDA_PORT=${ERASURE_RUN_LAMBDA_PORT:-9000}
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
 API_KEY=local-api-key
 AUTH_TOKEN=local-auth-token
@@ -29,7 +30,8 @@ export DATA_TABLE=erasure-data
 export CONTROL_TABLE=erasure-control
 
 step "Tables and queues"
-# The last line on stdout is the task queue URL. A short visibility timeout shows retries in seconds.
+# The last line on stdout is the task queue URL. A short visibility timeout shows retries in
+# seconds; the bridge runs one batch at a time, so it never sees a batch still at work again.
 infra_out=$(target/debug/erasure infra create --queue erasure-tasks --visibility-timeout 30)
 TASK_QUEUE_URL=${infra_out##*$'\n'}
 [[ $TASK_QUEUE_URL == http* ]] || die "infra create did not print a queue URL (got: $TASK_QUEUE_URL)"
@@ -59,13 +61,15 @@ wait_port 127.0.0.1 "$LAMBDA_PORT" 60
 log "building the api and worker functions on first call (up to a few minutes when cold)..."
 warm_functions "$LAMBDA_URL" 300
 
-step "SQS -> worker bridge (stands in for Lambda's event source mapping)"
-start_bg bridge target/debug/erasure bridge --queue-url "$TASK_QUEUE_URL" \
-    --lambda-endpoint "$LAMBDA_URL" --function worker
+step "SQS -> worker bridge (Lambda's event source mapping, and the worker with its 120 s timeout)"
+# The bridge runs the worker itself, as Lambda would: real deadlines, a process killed at its
+# timeout or dead of a crash is replaced and its batch comes back after the visibility timeout.
+start_bg bridge target/debug/erasure bridge --queue-url "$TASK_QUEUE_URL" --env-file "$ENV_FILE"
 
 step "Ready"
 cat <<EOF
-Demo users: ada, grace, alan, edsger (fixtures/demo.json).
+Demo users: ada, grace, alan, edsger, and the users of Velt's example request, yourUserId1 and
+yourUserId2 in yourOrganizationId1 and yourOrganizationId2 (fixtures/demo.json).
 Logs: .local/logs/ (function output: tail -f .local/logs/lambda-watch.log .local/logs/bridge.log)
 
 Start a deletion job:
@@ -75,6 +79,14 @@ Start a deletion job:
     -H 'x-velt-auth-token: $AUTH_TOKEN' \\
     -H 'content-type: application/json' \\
     -d '{"data":{"userIds":["ada"]}}'
+
+Velt's example request, verbatim:
+
+  curl -s -X POST $LAMBDA_URL/lambda-url/api/v2/users/data/delete \
+    -H 'x-velt-api-key: $API_KEY' \
+    -H 'x-velt-auth-token: $AUTH_TOKEN' \
+    -H 'content-type: application/json' \
+    -d @fixtures/velt-example-request.json
 
 Ask where it stands (put the jobId from the answer above):
 

@@ -58,6 +58,16 @@ ERASURE_TEST_DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT" \
     ERASURE_E2E_ENV_FILE="$ROOT/$ENV_FILE" \
     cargo test --lib --bins --tests
 
+step "The README's commands, as written, against the stack of make run (on ports +1)"
+# scripts/run-local.sh is what `make run` runs; the README's "Try it" commands run against it.
+RUN_LAMBDA_PORT=$((LAMBDA_PORT + 1))
+ERASURE_RUN_DYNAMODB_PORT=$((DYNAMODB_PORT + 1)) ERASURE_RUN_SQS_PORT=$((SQS_PORT + 1)) \
+    ERASURE_RUN_LAMBDA_PORT=$RUN_LAMBDA_PORT start_bg make-run scripts/run-local.sh
+MAKE_RUN_PID=$LAST_PID
+wait_for_line "$LOG_DIR/make-run.log" "Press Ctrl-C to stop." "$MAKE_RUN_PID" 300
+python3 scripts/readme_check.py README.md "$RUN_LAMBDA_PORT"
+stop_bg "$MAKE_RUN_PID"
+
 step "sam validate --lint"
 sam validate --lint -t template.yaml
 

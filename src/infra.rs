@@ -16,8 +16,13 @@ pub const TTL_ATTRIBUTE: &str = "expiresAt";
 /// Receives before SQS moves a task to the dead-letter queue; the worker reads the same number
 /// (`MAX_RECEIVE_COUNT`) to know a task's last attempt.
 pub const MAX_RECEIVE_COUNT: u32 = 5;
-/// How long a received task stays invisible on AWS: six times the worker's 120 s timeout.
-pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 720;
+/// The worker function's timeout (`WorkerFunction.Timeout` in the template); the local bridge
+/// gives the worker the same.
+pub const WORKER_TIMEOUT_SECONDS: u32 = 120;
+/// How long a received task stays invisible on AWS: six times the worker's timeout.
+pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 6 * WORKER_TIMEOUT_SECONDS;
+/// The worker function's memory (`WorkerFunction.MemorySize` in the template).
+pub const WORKER_MEMORY_MB: u32 = 1024;
 /// How long a failed task is kept in the dead-letter queue (14 days, the SQS maximum).
 pub const DLQ_RETENTION_SECONDS: u32 = 1_209_600;
 

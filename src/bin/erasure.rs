@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use erasure::bridge::function::{self, FunctionConfig, LocalFunction};
 use erasure::bridge::{self, BridgeConfig};
 use erasure::control::{generate_auth_token, ControlStore};
 use erasure::domain::ids::ApiKey;
@@ -49,14 +50,20 @@ enum Command {
     /// Create the tables and queues (local stack); prints the task queue URL last.
     #[command(subcommand)]
     Infra(InfraCommand),
-    /// Do locally what Lambda's SQS event source mapping does for the worker.
+    /// Do locally what Lambda and its SQS event source mapping do for the worker: run it with
+    /// its timeout and deadline, feed it batches, restart it when it dies.
     Bridge {
         #[arg(long, env = "TASK_QUEUE_URL")]
         queue_url: String,
-        #[arg(long, default_value = "http://127.0.0.1:9000")]
-        lambda_endpoint: String,
-        #[arg(long, default_value = "worker")]
-        function: String,
+        /// The worker's binary (built by `cargo build --bins`).
+        #[arg(long, default_value = "target/debug/worker")]
+        worker_binary: std::path::PathBuf,
+        /// The worker's environment, as for `cargo lambda watch --env-file`.
+        #[arg(long)]
+        env_file: Option<std::path::PathBuf>,
+        /// The worker's timeout; defaults to the template's.
+        #[arg(long, default_value_t = infra::WORKER_TIMEOUT_SECONDS)]
+        timeout_seconds: u32,
         #[arg(long, default_value_t = 10)]
         batch_size: i32,
     },
@@ -170,17 +177,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bridge {
             queue_url,
-            lambda_endpoint,
-            function,
+            worker_binary,
+            env_file,
+            timeout_seconds,
             batch_size,
         } => {
+            let env = match env_file {
+                Some(path) => function::read_env_file(&std::fs::read_to_string(path)?),
+                None => Vec::new(),
+            };
+            let worker = LocalFunction::start(FunctionConfig {
+                name: "worker".into(),
+                binary: worker_binary,
+                env,
+                timeout: std::time::Duration::from_secs(timeout_seconds.into()),
+                memory_mb: infra::WORKER_MEMORY_MB,
+            })
+            .await?;
             let config = BridgeConfig {
                 queue_url,
-                lambda_endpoint,
-                function,
                 batch_size,
             };
-            bridge::run(aws_sdk_sqs::Client::new(&aws), config).await;
+            bridge::run(aws_sdk_sqs::Client::new(&aws), &worker, config).await;
         }
     }
     Ok(())

@@ -1,20 +1,23 @@
-//! The local stand-in for Lambda's SQS event source mapping: receives batches from the task
-//! queue, invokes the worker through `cargo lambda watch` with an `SqsEvent`, deletes the
-//! messages that did not come back in `batchItemFailures`, and leaves the others to reappear
-//! after the visibility timeout (the queue's redrive policy moves them to the DLQ).
+//! The local stand-in for Lambda's SQS event source mapping and for Lambda itself: receives
+//! batches from the task queue, invokes the worker (run by [`function::LocalFunction`] with the
+//! template's timeout) with an `SqsEvent`, deletes the messages that did not come back in
+//! `batchItemFailures`, and leaves the others to reappear after the visibility timeout (the
+//! queue's redrive policy moves them to the DLQ) — also when the invocation timed out or its
+//! process died, as on AWS.
+
+pub mod function;
 
 use std::time::Duration;
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use serde_json::{json, Value};
 
-/// Where to read and whom to invoke.
+use function::LocalFunction;
+
+/// Where to read from.
 #[derive(Debug, Clone)]
 pub struct BridgeConfig {
     pub queue_url: String,
-    /// The Lambda invoke API's base, e.g. `http://127.0.0.1:9000`.
-    pub lambda_endpoint: String,
-    pub function: String,
     pub batch_size: i32,
 }
 
@@ -22,8 +25,8 @@ pub struct BridgeConfig {
 pub enum BridgeError {
     #[error("SQS call failed")]
     Sqs(#[source] Box<dyn std::error::Error + Send + Sync>),
-    #[error("invoking the worker failed")]
-    Invoke(#[source] reqwest::Error),
+    #[error("the worker's answer is not JSON")]
+    Answer(#[source] serde_json::Error),
 }
 
 fn queue_arn(queue_url: &str) -> String {
@@ -34,7 +37,7 @@ fn queue_arn(queue_url: &str) -> String {
 /// Polls and dispatches one batch; returns how many messages it handed to the worker.
 pub async fn poll_once(
     sqs: &aws_sdk_sqs::Client,
-    http: &reqwest::Client,
+    worker: &LocalFunction,
     config: &BridgeConfig,
 ) -> Result<usize, BridgeError> {
     let received = sqs
@@ -73,35 +76,24 @@ pub async fn poll_once(
             })
         })
         .collect();
-    let url = format!(
-        "{}/2015-03-31/functions/{}/invocations",
-        config.lambda_endpoint.trim_end_matches('/'),
-        config.function
-    );
-    let response: Value = http
-        .post(url)
-        .json(&json!({"Records": records}))
-        .send()
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .map_err(BridgeError::Invoke)?
-        .json()
-        .await
-        .map_err(BridgeError::Invoke)?;
-    // A response without batchItemFailures (an invocation error) fails the whole batch, as
-    // Lambda's event source mapping does.
-    let failed: Option<Vec<String>> = response
-        .get("batchItemFailures")
-        .and_then(Value::as_array)
-        .map(|items| {
-            items
-                .iter()
-                .filter_map(|i| i.get("itemIdentifier").and_then(Value::as_str))
-                .map(str::to_owned)
-                .collect()
-        });
-    let Some(failed) = failed else {
-        tracing::warn!("worker invocation failed; the batch will be retried");
+    let event = json!({"Records": records}).to_string();
+    let answer = match worker.invoke(event.into()).await {
+        Ok(answer) => answer,
+        Err(error) => {
+            // As Lambda's event source mapping: the whole batch comes back after its
+            // visibility timeout, and counts one receive towards the dead-letter queue.
+            tracing::warn!(
+                error = &error as &dyn std::error::Error,
+                messages = messages.len(),
+                "worker invocation failed; the batch will be retried"
+            );
+            return Ok(messages.len());
+        }
+    };
+    let response: Value = serde_json::from_slice(&answer).map_err(BridgeError::Answer)?;
+    // A response without batchItemFailures fails the whole batch, as on AWS.
+    let Some(failed) = batch_item_failures(&response) else {
+        tracing::warn!("worker answered without batchItemFailures; the batch will be retried");
         return Ok(messages.len());
     };
     let done: Vec<DeleteMessageBatchRequestEntry> = messages
@@ -127,11 +119,22 @@ pub async fn poll_once(
     Ok(messages.len())
 }
 
+/// The message ids a worker's answer lists as failed; `None` when it lists none at all.
+fn batch_item_failures(response: &Value) -> Option<Vec<String>> {
+    let items = response.get("batchItemFailures")?.as_array()?;
+    Some(
+        items
+            .iter()
+            .filter_map(|i| i.get("itemIdentifier").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
 /// Runs the bridge until the process ends; transient errors are logged and retried.
-pub async fn run(sqs: aws_sdk_sqs::Client, config: BridgeConfig) {
-    let http = reqwest::Client::new();
+pub async fn run(sqs: aws_sdk_sqs::Client, worker: &LocalFunction, config: BridgeConfig) {
     loop {
-        if let Err(error) = poll_once(&sqs, &http, &config).await {
+        if let Err(error) = poll_once(&sqs, worker, &config).await {
             tracing::warn!(
                 error = &error as &dyn std::error::Error,
                 "bridge poll failed"

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Runs every command of the README's "Try it" section against a running `make run` stack, as
+written, and checks what each answers. The only changes: the stack's port (make test runs it
+on its own ports) and `<jobId>`, which becomes the id of each job the commands started.
+
+Usage: readme_check.py README.md LAMBDA_PORT
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+
+SECTION = "## Try it"
+README_PORT = "9000"
+SETTLE_SECONDS = 120
+
+
+def commands(readme):
+    """The shell commands of the section's ```sh blocks, continuation lines joined."""
+    section = readme.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", section, re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = command.strip()
+            if command and not command.startswith("#"):
+                found.append(command)
+    return found
+
+
+def run(command):
+    done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        sys.exit(f"FAILED (exit {done.returncode}): {command}\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def answer(command, output):
+    try:
+        return json.loads(output)
+    except json.JSONDecodeError:
+        sys.exit(f"FAILED: not JSON: {command}\n{output}")
+
+
+def check(condition, command, output):
+    if not condition:
+        sys.exit(f"FAILED: unexpected answer: {command}\n{output}")
+
+
+def main():
+    readme_path, port = sys.argv[1], sys.argv[2]
+    with open(readme_path, encoding="utf-8") as f:
+        found = commands(f.read())
+    check(len(found) >= 5, "the README's Try it section", "\n".join(found))
+    jobs, status_command = [], None
+    for command in found:
+        command = command.replace(f"127.0.0.1:{README_PORT}", f"127.0.0.1:{port}")
+        command = command.replace(f"--invoke-port {README_PORT}", f"--invoke-port {port}")
+        if "<jobId>" in command:
+            status_command = command
+            continue
+        output = run(command)
+        print(f"ok: {command[:100]}...", flush=True)
+        if command.startswith("cargo lambda invoke") and " worker " in command:
+            check("batchItemFailures" in answer(command, output), command, output)
+        elif command.startswith("cargo lambda invoke"):
+            body = json.loads(answer(command, output)["body"])
+            check(body.get("statusCode") == 202, command, output)
+            jobs.append(body["data"]["jobId"])
+        elif "dryRun" in command:
+            data = answer(command, output)
+            check(data.get("statusCode") == 200 and data["data"]["dryRun"], command, output)
+        else:
+            data = answer(command, output)
+            check(data.get("statusCode") == 202, command, output)
+            jobs.append(data["data"]["jobId"])
+    check(status_command is not None, "the status command", "none found")
+    for job in jobs:
+        command = status_command.replace("<jobId>", job)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            output = run(command)
+            data = answer(command, output)["result"]["data"]
+            if data["isDeleteCompleted"]:
+                print(f"ok: job {job} completed: {json.dumps(data['items'])}")
+                break
+            if time.monotonic() > deadline:
+                sys.exit(f"FAILED: job {job} did not complete in {SETTLE_SECONDS}s: {output}")
+            time.sleep(0.5)
+    print(f"all {len(found)} README commands work; {len(jobs)} jobs completed")
+
+
+if __name__ == "__main__":
+    main()
