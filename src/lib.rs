@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod domain;
 pub mod dynamo;
+pub mod fault;
 pub mod features;
 pub mod infra;
 pub mod keys;
