@@ -2,6 +2,7 @@
 //! "Delete All User Data" API on AWS Lambda.
 
 pub mod api;
+pub mod aws;
 pub mod bridge;
 pub mod config;
 pub mod control;

@@ -1,6 +1,6 @@
 //! How the api answers when AWS fails: a misconfiguration (a table that does not exist) is a
-//! 500 logged as a defect with its whole cause chain; a dependency that refuses connections is
-//! a 503.
+//! 500 logged as a defect with its whole cause chain; a dependency that refuses connections or
+//! accepts them and never answers is a 503, within the api's SDK timeouts.
 
 mod common;
 
@@ -151,5 +151,35 @@ async fn a_refused_connection_is_unavailable_and_answered_503() {
             .unwrap()
             .contains("dispatch failure"),
         "{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_dependency_that_accepts_and_never_answers_is_answered_503_within_the_sdk_timeouts() {
+    // Accepts every connection and keeps it open without a byte in return, as a frozen
+    // DynamoDB would.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let holder = held.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            holder.lock().unwrap().push(socket);
+        }
+    });
+    let (dynamodb, sqs) = infra::emulator_clients_with_timeouts(
+        &endpoint,
+        &closed_endpoint().await,
+        erasure::aws::api_timeouts(),
+    )
+    .await;
+    let api = api_on(dynamodb, sqs, missing_tables());
+
+    let (status, body) = delete(&api).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["status"], "UNAVAILABLE");
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the api reached the frozen endpoint"
     );
 }

@@ -199,3 +199,34 @@ fn the_dead_letter_queue_keeps_failed_tasks_as_long_as_the_code_says() {
     );
     assert_eq!(retention, u64::from(DLQ_RETENTION_SECONDS));
 }
+
+/// A stuck call must end (in a 503, or a failed task SQS retries) before Lambda kills the
+/// function: the SDK's operation timeout of each function fits inside its `Timeout`.
+#[test]
+fn the_sdk_timeouts_fit_inside_each_functions_timeout() {
+    let template = template();
+    for (function, timeouts) in [
+        ("ApiFunction", erasure::aws::api_timeouts()),
+        ("WorkerFunction", erasure::aws::worker_timeouts()),
+    ] {
+        let limit = number(
+            &properties(&template, function)["Timeout"],
+            &format!("{function} Timeout"),
+        );
+        let operation = timeouts
+            .operation_timeout()
+            .unwrap_or_else(|| panic!("{function} has no operation timeout"));
+        let attempt = timeouts
+            .operation_attempt_timeout()
+            .unwrap_or_else(|| panic!("{function} has no attempt timeout"));
+        assert!(
+            attempt < operation,
+            "{function}: an attempt outlasts its operation"
+        );
+        // Twice over: a request or task makes calls one after another.
+        assert!(
+            2 * operation.as_secs() < limit,
+            "{function}: an operation may take {operation:?}, its Lambda timeout is {limit} s"
+        );
+    }
+}
