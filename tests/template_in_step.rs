@@ -200,6 +200,43 @@ fn the_dead_letter_queue_keeps_failed_tasks_as_long_as_the_code_says() {
     assert_eq!(retention, u64::from(DLQ_RETENTION_SECONDS));
 }
 
+#[test]
+fn each_function_has_a_log_group_with_a_retention() {
+    let template = template();
+    for (group, function) in [
+        ("ApiLogGroup", "ApiFunction"),
+        ("WorkerLogGroup", "WorkerFunction"),
+    ] {
+        assert_eq!(
+            string(&resource(&template, group)["Type"], "Type"),
+            "AWS::Logs::LogGroup"
+        );
+        let log_group = properties(&template, group);
+        match &log_group["LogGroupName"] {
+            Value::Tagged(tagged) => {
+                assert_eq!(tagged.tag, "!Sub", "{group} LogGroupName uses !Sub");
+                assert_eq!(
+                    tagged.value.as_str(),
+                    Some(format!("/aws/lambda/${{{function}}}").as_str()),
+                    "{group} is the log group Lambda writes {function}'s logs to"
+                );
+            }
+            other => {
+                panic!("{group} LogGroupName should be !Sub /aws/lambda/${{{function}}}: {other:?}")
+            }
+        }
+        match &log_group["RetentionInDays"] {
+            Value::Tagged(tagged) => {
+                assert_eq!(tagged.tag, "!Ref");
+                assert_eq!(tagged.value.as_str(), Some("LogRetentionDays"));
+            }
+            other => panic!("{group} RetentionInDays should be !Ref LogRetentionDays: {other:?}"),
+        }
+    }
+    let default = &template["Parameters"]["LogRetentionDays"]["Default"];
+    assert!(number(default, "LogRetentionDays Default") > 0);
+}
+
 /// A stuck call must end (in a 503, or a failed task SQS retries) before Lambda kills the
 /// function: the SDK's operation timeout of each function fits inside its `Timeout`.
 #[test]

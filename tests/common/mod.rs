@@ -2,6 +2,9 @@
 //! for DynamoDB, moto for SQS) that `make test` starts, and drives the real handlers.
 #![allow(dead_code)]
 
+pub mod policy;
+pub mod recorder;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
