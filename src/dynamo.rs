@@ -4,12 +4,15 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::{stream, StreamExt, TryStreamExt};
 
+use crate::fault::Fault;
 use crate::store::entity::Key;
 
 /// A DynamoDB item.
@@ -26,14 +29,21 @@ const DELETE_CONCURRENCY: usize = 32;
 /// Rounds of retrying unprocessed items before giving up (throttling past the retries).
 const UNPROCESSED_ROUNDS: u32 = 10;
 
-/// A DynamoDB call that failed, kept with its cause.
+/// A DynamoDB call that failed, kept with its cause and classified once (see [`Fault`]).
 #[derive(Debug, thiserror::Error)]
 pub enum DynamoError {
     #[error("DynamoDB {operation} failed")]
     Call {
         operation: &'static str,
+        fault: Fault,
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("DynamoDB {operation} request could not be built")]
+    Request {
+        operation: &'static str,
+        #[source]
+        source: BuildError,
     },
     #[error("DynamoDB {operation} left items unprocessed after {UNPROCESSED_ROUNDS} rounds")]
     Throttled { operation: &'static str },
@@ -42,13 +52,25 @@ pub enum DynamoError {
 }
 
 impl DynamoError {
-    pub fn call(
-        operation: &'static str,
-        source: impl std::error::Error + Send + Sync + 'static,
-    ) -> Self {
+    /// A failed call, classified from the SDK's error.
+    pub fn call<E>(operation: &'static str, source: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
         DynamoError::Call {
             operation,
+            fault: Fault::of(&source),
             source: Box::new(source),
+        }
+    }
+
+    /// Whether retrying later can help.
+    pub fn fault(&self) -> Fault {
+        match self {
+            DynamoError::Call { fault, .. } => *fault,
+            // Unprocessed items are DynamoDB's way of throttling a batch.
+            DynamoError::Throttled { .. } => Fault::Transient,
+            DynamoError::Request { .. } | DynamoError::Shape(_) => Fault::Defect,
         }
     }
 }
@@ -201,7 +223,10 @@ async fn get_chunk(
             .set_keys(Some(keys))
             .consistent_read(consistent)
             .build()
-            .map_err(|e| DynamoError::call("BatchGetItem", e))?;
+            .map_err(|source| DynamoError::Request {
+                operation: "BatchGetItem",
+                source,
+            })?;
         let mut output = client
             .batch_get_item()
             .request_items(table, request)

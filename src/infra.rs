@@ -1,6 +1,7 @@
 //! The shapes of the tables and queues, in one place: `erasure infra create` builds them locally and
 //! a test checks that `template.yaml` declares the same.
 
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     TimeToLiveSpecification,
@@ -195,11 +196,28 @@ pub async fn emulator_clients(
     dynamodb_endpoint: &str,
     sqs_endpoint: &str,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+    emulator_clients_with_timeouts(
+        dynamodb_endpoint,
+        sqs_endpoint,
+        TimeoutConfig::builder().build(),
+    )
+    .await
+}
+
+/// [`emulator_clients`] with a function's timeouts (`erasure::aws`), for tests of how the
+/// function behaves when a dependency is slow or stuck. Settings left unset keep the SDK's
+/// defaults.
+pub async fn emulator_clients_with_timeouts(
+    dynamodb_endpoint: &str,
+    sqs_endpoint: &str,
+    timeouts: TimeoutConfig,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
             "local", "local", None, None, "emulator",
         ))
+        .timeout_config(timeouts)
         .load()
         .await;
     let dynamodb = aws_sdk_dynamodb::Client::from_conf(

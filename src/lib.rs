@@ -2,11 +2,13 @@
 //! "Delete All User Data" API on AWS Lambda.
 
 pub mod api;
+pub mod aws;
 pub mod bridge;
 pub mod config;
 pub mod control;
 pub mod domain;
 pub mod dynamo;
+pub mod fault;
 pub mod features;
 pub mod infra;
 pub mod keys;

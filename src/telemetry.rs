@@ -15,10 +15,3 @@ pub fn init(json: bool) {
         builder.init();
     }
 }
-
-/// An SDK config from the environment (honours `AWS_ENDPOINT_URL_DYNAMODB`/`_SQS` locally).
-pub async fn aws_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await
-}

@@ -318,10 +318,21 @@ async fn a_tenant_over_its_rate_limit_gets_429() {
 #[tokio::test]
 async fn a_queue_outage_is_503_and_a_retry_with_the_same_key_finishes_the_job() {
     let env = TestEnv::new().await;
+    // SQS down: its endpoint refuses connections. (A queue that does not exist would be a
+    // misconfiguration, answered 500.)
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sqs_down = aws_sdk_sqs::Client::from_conf(
+        env.sqs
+            .config()
+            .to_builder()
+            .endpoint_url(format!("http://{}", closed.local_addr().unwrap()))
+            .build(),
+    );
+    drop(closed);
     let broken = erasure::api::Api::new(
         env.control.clone(),
         env.data.clone(),
-        erasure::queue::TaskQueue::new(env.sqs.clone(), format!("{}-missing", env.queue_url)),
+        erasure::queue::TaskQueue::new(sqs_down, &env.queue_url),
         erasure::config::ApiConfig {
             tables: env.tables.clone(),
             task_queue_url: String::new(),

@@ -199,3 +199,71 @@ fn the_dead_letter_queue_keeps_failed_tasks_as_long_as_the_code_says() {
     );
     assert_eq!(retention, u64::from(DLQ_RETENTION_SECONDS));
 }
+
+#[test]
+fn each_function_has_a_log_group_with_a_retention() {
+    let template = template();
+    for (group, function) in [
+        ("ApiLogGroup", "ApiFunction"),
+        ("WorkerLogGroup", "WorkerFunction"),
+    ] {
+        assert_eq!(
+            string(&resource(&template, group)["Type"], "Type"),
+            "AWS::Logs::LogGroup"
+        );
+        let log_group = properties(&template, group);
+        match &log_group["LogGroupName"] {
+            Value::Tagged(tagged) => {
+                assert_eq!(tagged.tag, "!Sub", "{group} LogGroupName uses !Sub");
+                assert_eq!(
+                    tagged.value.as_str(),
+                    Some(format!("/aws/lambda/${{{function}}}").as_str()),
+                    "{group} is the log group Lambda writes {function}'s logs to"
+                );
+            }
+            other => {
+                panic!("{group} LogGroupName should be !Sub /aws/lambda/${{{function}}}: {other:?}")
+            }
+        }
+        match &log_group["RetentionInDays"] {
+            Value::Tagged(tagged) => {
+                assert_eq!(tagged.tag, "!Ref");
+                assert_eq!(tagged.value.as_str(), Some("LogRetentionDays"));
+            }
+            other => panic!("{group} RetentionInDays should be !Ref LogRetentionDays: {other:?}"),
+        }
+    }
+    let default = &template["Parameters"]["LogRetentionDays"]["Default"];
+    assert!(number(default, "LogRetentionDays Default") > 0);
+}
+
+/// A stuck call must end (in a 503, or a failed task SQS retries) before Lambda kills the
+/// function: the SDK's operation timeout of each function fits inside its `Timeout`.
+#[test]
+fn the_sdk_timeouts_fit_inside_each_functions_timeout() {
+    let template = template();
+    for (function, timeouts) in [
+        ("ApiFunction", erasure::aws::api_timeouts()),
+        ("WorkerFunction", erasure::aws::worker_timeouts()),
+    ] {
+        let limit = number(
+            &properties(&template, function)["Timeout"],
+            &format!("{function} Timeout"),
+        );
+        let operation = timeouts
+            .operation_timeout()
+            .unwrap_or_else(|| panic!("{function} has no operation timeout"));
+        let attempt = timeouts
+            .operation_attempt_timeout()
+            .unwrap_or_else(|| panic!("{function} has no attempt timeout"));
+        assert!(
+            attempt < operation,
+            "{function}: an attempt outlasts its operation"
+        );
+        // Twice over: a request or task makes calls one after another.
+        assert!(
+            2 * operation.as_secs() < limit,
+            "{function}: an operation may take {operation:?}, its Lambda timeout is {limit} s"
+        );
+    }
+}

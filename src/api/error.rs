@@ -5,6 +5,7 @@ use serde_json::json;
 
 use crate::domain::request::InvalidRequest;
 use crate::dynamo::DynamoError;
+use crate::fault::Fault;
 use crate::queue::QueueError;
 use crate::store::StoreError;
 
@@ -33,10 +34,7 @@ pub enum ApiError {
 
 impl From<DynamoError> for ApiError {
     fn from(error: DynamoError) -> Self {
-        match error {
-            DynamoError::Shape(_) => ApiError::Internal(error.into()),
-            _ => ApiError::Unavailable(error.into()),
-        }
+        ApiError::of_fault(error.fault(), error.into())
     }
 }
 
@@ -51,14 +49,39 @@ impl From<StoreError> for ApiError {
 
 impl From<QueueError> for ApiError {
     fn from(error: QueueError) -> Self {
-        match error {
-            QueueError::Encode(_) => ApiError::Internal(error.into()),
-            _ => ApiError::Unavailable(error.into()),
-        }
+        ApiError::of_fault(error.fault(), error.into())
     }
 }
 
 impl ApiError {
+    /// The one mapping from a dependency's fault to the answer: a transient fault is 503 (retry
+    /// later), a defect (misconfiguration or a bug) is 500.
+    fn of_fault(fault: Fault, error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        match fault {
+            Fault::Transient => ApiError::Unavailable(error),
+            Fault::Defect => ApiError::Internal(error),
+        }
+    }
+
+    /// Logs a failed request. A 5xx carries its whole cause chain in `error_chain` and a
+    /// `fault` an alarm can match: `defect` (misconfiguration or a bug; page someone) or
+    /// `transient` (a dependency down or throttling; the caller retries).
+    pub fn log(&self) {
+        match self {
+            ApiError::Internal(_) => tracing::error!(
+                fault = "defect",
+                error_chain = %chain(self),
+                "request failed: misconfiguration or bug"
+            ),
+            ApiError::Unavailable(_) => tracing::error!(
+                fault = "transient",
+                error_chain = %chain(self),
+                "request failed: dependency unavailable"
+            ),
+            _ => tracing::info!(status = self.status().as_u16(), "request refused"),
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
@@ -94,6 +117,19 @@ impl ApiError {
     }
 }
 
+/// An error and every `source()` below it, outermost first: the log's JSON formatter would
+/// record only the outermost.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        text.push_str(": ");
+        text.push_str(&error.to_string());
+        cause = error.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +142,37 @@ mod tests {
             error.body(),
             json!({"error": {"message": "internal error", "status": "INTERNAL"}})
         );
+    }
+
+    #[test]
+    fn the_chain_names_every_cause_outermost_first() {
+        let error = ApiError::Internal(Box::new(DynamoError::Throttled {
+            operation: "BatchWriteItem",
+        }));
+        assert_eq!(
+            chain(&error),
+            "internal error: DynamoDB BatchWriteItem left items unprocessed after 10 rounds"
+        );
+    }
+
+    #[test]
+    fn throttling_past_the_retries_is_unavailable_and_a_bad_item_is_internal() {
+        let throttled = ApiError::from(DynamoError::Throttled {
+            operation: "BatchGetItem",
+        });
+        assert_eq!(throttled.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let shape = <serde_dynamo::Error as serde::de::Error>::custom("no pk");
+        let shape = ApiError::from(DynamoError::Shape(shape));
+        assert_eq!(shape.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let refused = ApiError::from(QueueError::Refused {
+            count: 1,
+            sender_fault: false,
+        });
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let invalid = ApiError::from(QueueError::Refused {
+            count: 1,
+            sender_fault: true,
+        });
+        assert_eq!(invalid.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -65,11 +65,7 @@ impl Api {
         let (status, body) = match self.route(&request).await {
             Ok(answer) => answer,
             Err(error) => {
-                if error.status().is_server_error() {
-                    tracing::error!(error = &error as &dyn std::error::Error, "request failed");
-                } else {
-                    tracing::info!(status = error.status().as_u16(), "request refused");
-                }
+                error.log();
                 (error.status(), error.body())
             }
         };

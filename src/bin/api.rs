@@ -11,7 +11,7 @@ use lambda_http::{service_fn, Body, Error, Request};
 async fn main() -> Result<(), Error> {
     erasure::telemetry::init(true);
     let config = ApiConfig::from_env()?;
-    let aws = erasure::telemetry::aws_config().await;
+    let aws = erasure::aws::config(erasure::aws::api_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     // Clients are built once per cold start and lent to every invocation.
     let api = Api::new(

@@ -110,7 +110,7 @@ fn api_key(raw: &str) -> Result<ApiKey, Failure> {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let aws = erasure::telemetry::aws_config().await;
+    let aws = erasure::aws::config(erasure::aws::cli_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let now = erasure::api::now_ms();
     match cli.command {

@@ -14,7 +14,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 async fn main() -> Result<(), Error> {
     erasure::telemetry::init(true);
     let config = WorkerConfig::from_env()?;
-    let aws = erasure::telemetry::aws_config().await;
+    let aws = erasure::aws::config(erasure::aws::worker_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     // Clients are built once per cold start and lent to every invocation.
     let worker = Worker::new(

@@ -2,6 +2,9 @@
 //! for DynamoDB, moto for SQS) that `make test` starts, and drives the real handlers.
 #![allow(dead_code)]
 
+pub mod policy;
+pub mod recorder;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -166,20 +169,7 @@ impl TestEnv {
         headers: &[(&str, &str)],
         body: &str,
     ) -> (u16, Value) {
-        let mut request = http::Request::builder().method(method).uri(path);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = self
-            .api
-            .handle(request.body(body.as_bytes().to_vec()).unwrap())
-            .await;
-        assert_eq!(
-            response.headers().get("content-type").unwrap(),
-            "application/json"
-        );
-        let status = response.status().as_u16();
-        (status, serde_json::from_str(response.body()).unwrap())
+        request_to(&self.api, method, path, headers, body).await
     }
 
     pub async fn start_job(&self, body: &str) -> String {
@@ -309,6 +299,29 @@ impl TestEnv {
             }
         }
     }
+}
+
+/// Sends a request through `api`, the real handler, and reads its JSON answer.
+pub async fn request_to(
+    api: &Api,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, Value) {
+    let mut request = http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = api
+        .handle(request.body(body.as_bytes().to_vec()).unwrap())
+        .await;
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/json"
+    );
+    let status = response.status().as_u16();
+    (status, serde_json::from_str(response.body()).unwrap())
 }
 
 /// The `(pk, sk)` of an item.
