@@ -1,7 +1,7 @@
-//! Every recorded api event in `events/` through the api's Lambda adapter, parsed from its file
-//! as the runtime parses an invocation (serde_json from the raw bytes into the handler's event
-//! type), against dynalite and moto: each gets its status and the contract's shape, whatever its
-//! body and header bytes.
+//! Every recorded event in `events/` through its Lambda adapter, parsed from its file as the
+//! runtime parses an invocation (serde_json from the raw bytes into the handler's event type),
+//! against dynalite and moto: the api's events each get their status and the contract's shape,
+//! whatever their body and header bytes; the worker's batches their partial batch response.
 
 mod common;
 
@@ -10,8 +10,11 @@ use std::path::Path;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::event::sqs::SqsEvent;
 use common::TestEnv;
 use erasure::api::lambda::{answer, HttpApiEvent};
+use erasure::sqs_event;
+use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
 /// What each api event must get.
@@ -67,6 +70,11 @@ const API_EVENTS: [(&str, Expect); 14] = [
     ("api-status.json", Expect::Refused(404, "NOT_FOUND")),
 ];
 
+const WORKER_EVENTS: [&str; 2] = ["worker-sqs.json", "worker-sqs-odd-records.json"];
+
+/// The job id the recorded worker events name; tests put a real job's id in its place.
+const RECORDED_JOB_ID: &str = "AAAAAAAAAAAAAAAAAAAA";
+
 fn read_event(name: &str) -> Vec<u8> {
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -110,13 +118,11 @@ fn every_event_file_has_an_expectation() {
             .collect();
     let expected: BTreeSet<String> = API_EVENTS
         .iter()
-        .map(|(name, _)| (*name).to_owned())
+        .map(|(name, _)| *name)
+        .chain(WORKER_EVENTS)
+        .map(str::to_owned)
         .collect();
-    let api_files: BTreeSet<String> = files
-        .into_iter()
-        .filter(|f| f.starts_with("api-"))
-        .collect();
-    assert_eq!(api_files, expected);
+    assert_eq!(files, expected);
 }
 
 #[tokio::test]
@@ -181,4 +187,55 @@ fn the_recorded_events_are_api_gateway_events_and_the_stock_types_refuse_what_ou
     // And the stock decoding of a body flagged base64 that is not panics (lambda_http calls it).
     let panicked = std::panic::catch_unwind(|| Body::from_maybe_encoded(true, "{\"data\":{}}"));
     assert!(panicked.is_err());
+}
+
+#[tokio::test]
+async fn the_recorded_sqs_batch_runs_through_the_worker_adapter_to_a_completed_job() {
+    let env = TestEnv::new().await;
+    let world = include_str!("fixtures/contract-example.json")
+        .replace("\"u1\"", "\"ada\"")
+        .replace("\"u2\"", "\"grace\"")
+        .replace("{{u1}}", "{{ada}}")
+        .replace("{{u2}}", "{{grace}}");
+    env.seed(&env.tenant(), &world).await;
+    let job_id = env
+        .start_job(r#"{"data":{"userIds":["ada","grace"]}}"#)
+        .await;
+    let event = String::from_utf8(read_event("worker-sqs.json"))
+        .unwrap()
+        .replace(RECORDED_JOB_ID, &job_id);
+    let event: LambdaEvent<SqsEvent> =
+        LambdaEvent::new(serde_json::from_str(&event).unwrap(), Context::default());
+
+    let response = sqs_event::handle(&env.worker, event.payload, env.deadline()).await;
+
+    assert!(response.batch_item_failures.is_empty());
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    assert_eq!(status["tasksLeft"], 0);
+}
+
+#[tokio::test]
+async fn odd_records_fail_alone_and_are_the_only_ones_reported() {
+    let env = TestEnv::new().await;
+    let job_id = env.start_job(r#"{"data":{"userIds":["ada"]}}"#).await;
+    let event = String::from_utf8(read_event("worker-sqs-odd-records.json"))
+        .unwrap()
+        .replace(RECORDED_JOB_ID, &job_id);
+    let event: LambdaEvent<SqsEvent> =
+        LambdaEvent::new(serde_json::from_str(&event).unwrap(), Context::default());
+
+    let response = sqs_event::handle(&env.worker, event.payload, env.deadline()).await;
+
+    // Not a task message: reported, by id (the record without one by an empty id, which makes
+    // Lambda retry the batch). The task of an unknown job is dropped; ada's profile task runs.
+    let failed: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["garbage-receive-count", ""]);
+    let status = env.status(&job_id).await;
+    assert_eq!(status["tasksLeft"], 8, "{status}");
+    assert_eq!(status["tasksFailed"], 0, "{status}");
 }
