@@ -10,7 +10,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    erasure::telemetry::init(true);
+    erasure::telemetry::init();
     let config = ApiConfig::from_env()?;
     let aws = erasure::telemetry::aws_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);

@@ -13,7 +13,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    erasure::telemetry::init(true);
+    erasure::telemetry::init();
     let config = WorkerConfig::from_env()?;
     let aws = erasure::telemetry::aws_config().await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
