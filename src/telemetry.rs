@@ -82,13 +82,15 @@ fn payload_caps() -> Targets {
 }
 
 /// The subscriber the binaries install, writing to `writer`: the runtime's format (no time,
-/// which CloudWatch adds; no target), its filter, and the payload caps.
+/// which CloudWatch adds; no target) but without colour codes, which CloudWatch shows as text;
+/// the runtime's filter; and the payload caps.
 pub fn subscriber<W>(settings: &LogSettings, writer: W) -> Box<dyn Subscriber + Send + Sync>
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
     let builder = tracing_subscriber::fmt()
         .with_target(false)
+        .with_ansi(false)
         .without_time()
         .with_env_filter(settings.filter())
         .with_writer(writer);
@@ -260,7 +262,10 @@ mod tests {
         }
         for format in [None, Some("Text")] {
             let logs = line(format);
-            assert!(logs.contains("hello") && logs.contains("42"), "{logs}");
+            assert!(
+                logs.contains("INFO hello answer=42"),
+                "text without colour: {logs}"
+            );
             assert!(serde_json::from_str::<serde_json::Value>(logs.trim()).is_err());
         }
     }
