@@ -13,6 +13,7 @@ pub mod features;
 pub mod infra;
 pub mod keys;
 pub mod queue;
+pub mod sqs_event;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -406,16 +406,3 @@ async fn the_users_are_tombstoned_before_the_202_by_hash_only() {
     let jobs = format!("{:?}", env.scan(&env.tables.control).await);
     assert!(!jobs.contains("alice"), "the job record holds hashes only");
 }
-
-#[tokio::test]
-async fn base64_bodies_from_api_gateway_are_decoded_before_the_handler() {
-    // lambda_http decodes `isBase64Encoded` bodies into `Body::Binary`; the api binary passes
-    // the bytes on. This checks the event file the README's `cargo lambda invoke` uses.
-    let event: serde_json::Value =
-        serde_json::from_str(include_str!("../events/api-delete-base64.json")).unwrap();
-    assert_eq!(event["isBase64Encoded"], true);
-    let request: lambda_http::request::LambdaRequest = serde_json::from_value(event).unwrap();
-    let request: lambda_http::Request = request.into();
-    let body: &[u8] = request.body().as_ref();
-    assert!(erasure::domain::request::parse_delete(body).is_ok());
-}

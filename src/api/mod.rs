@@ -1,8 +1,9 @@
 //! The HTTP surface: routing, authentication, limits, and the two endpoints. Plain `http` types
-//! in and out; the `api` binary adapts them to Lambda.
+//! in and out; `lambda` adapts them to API Gateway's events.
 
 mod delete;
 mod error;
+pub mod lambda;
 mod status;
 
 pub use error::ApiError;
@@ -62,18 +63,10 @@ impl Api {
 
     /// Answers one request. Never fails: every failure is an envelope with its status.
     pub async fn handle(&self, request: Request<Vec<u8>>) -> Response<String> {
-        let (status, body) = match self.route(&request).await {
-            Ok(answer) => answer,
-            Err(error) => {
-                error.log();
-                (error.status(), error.body())
-            }
-        };
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .expect("status and header are valid")
+        match self.route(&request).await {
+            Ok((status, body)) => json_response(status, &body),
+            Err(error) => refuse(&error),
+        }
     }
 
     async fn route(&self, request: &Request<Vec<u8>>) -> Result<(StatusCode, Value), ApiError> {
@@ -122,6 +115,22 @@ impl Api {
             }
         }
     }
+}
+
+/// The envelope of a failure, logged by class: causes of 5xx in full, refusals by status only.
+pub(crate) fn refuse(error: &ApiError) -> Response<String> {
+    error.log();
+    json_response(error.status(), &error.body())
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response<String> {
+    let mut response = Response::new(body.to_string());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {

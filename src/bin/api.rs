@@ -1,15 +1,16 @@
 //! The `api` Lambda: the HTTP endpoints behind API Gateway.
 
+use erasure::api::lambda::{answer, HttpApiEvent};
 use erasure::api::Api;
 use erasure::config::ApiConfig;
 use erasure::control::ControlStore;
 use erasure::queue::TaskQueue;
 use erasure::store::DataStore;
-use lambda_http::{service_fn, Body, Error, Request};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    erasure::telemetry::init(true);
+    erasure::telemetry::init();
     let config = ApiConfig::from_env()?;
     let aws = erasure::aws::config(erasure::aws::api_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -20,20 +21,9 @@ async fn main() -> Result<(), Error> {
         TaskQueue::new(aws_sdk_sqs::Client::new(&aws), &config.task_queue_url),
         config,
     );
-    lambda_http::run(service_fn(|request: Request| {
+    lambda_runtime::run(service_fn(|event: LambdaEvent<HttpApiEvent>| {
         let api = &api;
-        async move {
-            let (parts, body) = request.into_parts();
-            // API Gateway's base64 bodies arrive already decoded as `Body::Binary`.
-            let body = match body {
-                Body::Empty => Vec::new(),
-                Body::Text(text) => text.into_bytes(),
-                Body::Binary(bytes) => bytes,
-                _ => Vec::new(),
-            };
-            let response = api.handle(http::Request::from_parts(parts, body)).await;
-            Ok::<_, Error>(response.map(Body::Text))
-        }
+        async move { Ok::<_, Error>(answer(api, event.payload).await) }
     }))
     .await
 }

@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    erasure::telemetry::init(false);
+    erasure::telemetry::init_cli();
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -2,17 +2,18 @@
 
 use std::time::{Duration, Instant};
 
-use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsEvent;
 use erasure::config::WorkerConfig;
 use erasure::control::ControlStore;
 use erasure::queue::TaskQueue;
+use erasure::sqs_event;
 use erasure::store::DataStore;
-use erasure::worker::{Delivery, Worker};
+use erasure::worker::Worker;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    erasure::telemetry::init(true);
+    erasure::telemetry::init();
     let config = WorkerConfig::from_env()?;
     let aws = erasure::aws::config(erasure::aws::worker_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
@@ -27,32 +28,7 @@ async fn main() -> Result<(), Error> {
         let worker = &worker;
         async move {
             let deadline = pause_point(event.context.deadline);
-            let deliveries = event
-                .payload
-                .records
-                .into_iter()
-                .map(|record| Delivery {
-                    message_id: record.message_id.unwrap_or_default(),
-                    body: record.body.unwrap_or_default(),
-                    receive_count: record
-                        .attributes
-                        .get("ApproximateReceiveCount")
-                        .and_then(|c| c.parse().ok())
-                        .unwrap_or(1),
-                })
-                .collect();
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = worker
-                .handle(deliveries, deadline)
-                .await
-                .into_iter()
-                .map(|id| {
-                    let mut failure = BatchItemFailure::default();
-                    failure.item_identifier = id;
-                    failure
-                })
-                .collect();
-            Ok::<_, Error>(response)
+            Ok::<_, Error>(sqs_event::handle(worker, event.payload, deadline).await)
         }
     }))
     .await
