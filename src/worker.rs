@@ -116,7 +116,12 @@ impl Worker {
                 return false;
             }
         }
-        let tasks = message.tasks();
+        let (tasks, foreign): (Vec<Task>, Vec<Task>) =
+            message.tasks().into_iter().partition(|task| job.owns(task));
+        for task in &foreign {
+            // Only the users the job was accepted for are erased, whatever a message says.
+            tracing::warn!(job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()), "a task the job does not hold dropped");
+        }
         let ends = join_all(tasks.iter().map(|task| {
             let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
             self.run_task(&job, task, delivery.receive_count, deadline)

@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{request_to, unique, API_KEY, AUTH_TOKEN};
+use common::{request_to, unique, Buffer, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
 use erasure::control::ControlStore;
@@ -64,19 +63,6 @@ async fn delete(api: &Api) -> (u16, Value) {
     .expect("the api answers")
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs `api`'s delete with the api's JSON log lines captured.
 async fn delete_logged(api: &Api) -> ((u16, Value), Vec<Value>) {
     let buffer = Buffer::default();
@@ -90,7 +76,7 @@ async fn delete_logged(api: &Api) -> ((u16, Value), Vec<Value>) {
         let _guard = tracing::subscriber::set_default(subscriber);
         delete(api).await
     };
-    let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let text = buffer.text();
     let lines = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -4,24 +4,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use common::{TestEnv, API_KEY, AUTH_TOKEN};
+use common::{Buffer, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::telemetry::LogSettings;
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 // Ids no random job id, request id or hash in a log line could contain by chance.
@@ -66,7 +50,7 @@ async fn a_whole_job_logs_no_user_id_email_name_or_token() {
     env.drain(&env.worker).await;
     assert_eq!(env.status(&job_id).await["jobStatus"], "completed");
 
-    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    let logs = buffer.text();
     assert!(
         logs.contains("task done and verified"),
         "the job was logged"

@@ -12,8 +12,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::{key, number, string, string_set, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
-use crate::domain::task::TaskKind;
+use crate::domain::task::{parse_task_id, Task, TaskKind};
 use crate::dynamo::{DynamoError, Item};
+use crate::keys::component;
 use crate::store::entity::Tenant;
 use crate::store::erase::Outcome;
 
@@ -47,6 +48,8 @@ pub struct JobView {
     pub tasks_count: usize,
     pub succeeded: Vec<String>,
     pub failed: Vec<String>,
+    /// Key hashes of the job's users, in the order task ids number them.
+    pub user_hashes: Vec<String>,
     pub organization_ids: Vec<OrganizationId>,
     pub created_at: i64,
     pub enqueued_at: Option<i64>,
@@ -63,6 +66,15 @@ impl JobView {
             succeeded: self.succeeded.len(),
             failed: self.failed.len(),
         }
+    }
+
+    /// Whether `task` is one of this job's: its id names the user's place in the job and its
+    /// kind. A queue message is not trusted to say whom to erase: anything else is dropped.
+    pub fn owns(&self, task: &Task) -> bool {
+        parse_task_id(&task.task_id).is_some_and(|(index, kind)| {
+            kind == task.kind
+                && self.user_hashes.get(index) == Some(&component(task.user_id.as_str()))
+        })
     }
 
     pub fn belongs_to(&self, tenant: &Tenant) -> bool {
@@ -99,6 +111,7 @@ impl JobView {
             tasks_count: number(item, "tasksCount")? as usize,
             succeeded: string_set(item, "succeededTasks"),
             failed: string_set(item, "failedTasks"),
+            user_hashes: string_set(item, "userHashes"),
             organization_ids: string_set(item, "organizationIds")
                 .into_iter()
                 .filter_map(|o| OrganizationId::parse(o).ok())
@@ -131,9 +144,10 @@ impl ControlStore {
         item.insert("tenant".into(), s(job.tenant.as_str()));
         item.insert("jobStatus".into(), s(JobStatus::Queued.as_str()));
         item.insert("tasksCount".into(), n(job.tasks_count as i64));
+        // A list, in the job's user order: task `t<i>.<kind>` belongs to the user at `i`.
         item.insert(
             "userHashes".into(),
-            AttributeValue::Ss(job.user_hashes.clone()),
+            AttributeValue::L(job.user_hashes.iter().map(|h| s(h)).collect()),
         );
         item.insert(
             "organizationIds".into(),

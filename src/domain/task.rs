@@ -80,6 +80,15 @@ pub fn task_id(user_index: usize, kind: TaskKind) -> String {
     format!("t{user_index}.{kind}")
 }
 
+/// The user index and kind a task id names; `None` for anything [`task_id`] does not make.
+pub fn parse_task_id(id: &str) -> Option<(usize, TaskKind)> {
+    let (index, kind) = id.strip_prefix('t')?.split_once('.')?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((index.parse().ok()?, TaskKind::parse(kind)?))
+}
+
 /// One task: one feature of one user in one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
@@ -231,6 +240,26 @@ mod tests {
         let back = serde_json::from_str::<TaskMessage>(&json).unwrap().tasks();
         assert_eq!(back[0].resume_at, 3);
         assert_eq!(back[0].task_id, tasks[0].task_id);
+    }
+
+    #[test]
+    fn a_task_id_reads_back_as_the_user_index_and_kind_it_was_made_from() {
+        assert_eq!(
+            parse_task_id(&task_id(12, TaskKind::Views)),
+            Some((12, TaskKind::Views))
+        );
+        for bad in [
+            "",
+            "t",
+            "t.views",
+            "t1",
+            "t1.",
+            "t1.everything",
+            "x1.views",
+            "t+1.views",
+        ] {
+            assert_eq!(parse_task_id(bad), None, "{bad}");
+        }
     }
 
     #[test]
