@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
 use aws_sdk_sqs::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -28,7 +28,7 @@ pub enum QueueError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("SQS SendMessageBatch request could not be built")]
+    #[error("an SQS batch request could not be built")]
     Request(#[source] BuildError),
     #[error("SQS kept refusing {count} task(s)")]
     Refused {
@@ -38,6 +38,13 @@ pub enum QueueError {
     },
     #[error("a task could not be encoded")]
     Encode(#[source] serde_json::Error),
+    #[error("SQS {operation} failed")]
+    Call {
+        operation: &'static str,
+        fault: Fault,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl QueueError {
@@ -51,10 +58,21 @@ impl QueueError {
         }
     }
 
+    fn call<E>(operation: &'static str, source: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        QueueError::Call {
+            operation,
+            fault: Fault::of(&source),
+            source: Box::new(source),
+        }
+    }
+
     /// Whether retrying later can help.
     pub fn fault(&self) -> Fault {
         match self {
-            QueueError::Send { fault, .. } => *fault,
+            QueueError::Send { fault, .. } | QueueError::Call { fault, .. } => *fault,
             QueueError::Refused {
                 sender_fault: false,
                 ..
@@ -138,5 +156,52 @@ impl TaskQueue {
             count: pending.len(),
             sender_fault,
         })
+    }
+
+    /// Moves every message of `dead_letter_url` back to this queue, as SQS's own redrive
+    /// (StartMessageMoveTask) does on AWS; returns how many moved. Each batch is sent before it
+    /// is deleted from the dead-letter queue, so a crash in between duplicates tasks (harmless:
+    /// the worker skips what the job counts as done) and never loses one.
+    pub async fn redrive(&self, dead_letter_url: &str) -> Result<usize, QueueError> {
+        let mut moved = 0;
+        loop {
+            let received = self
+                .client
+                .receive_message()
+                .queue_url(dead_letter_url)
+                .max_number_of_messages(BATCH as i32)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .map_err(|e| QueueError::call("ReceiveMessage", e))?;
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return Ok(moved);
+            }
+            let bodies = messages
+                .iter()
+                .map(|m| m.body().unwrap_or_default().to_owned())
+                .collect();
+            self.send_batch(bodies).await?;
+            let entries = messages
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .set_receipt_handle(m.receipt_handle().map(str::to_owned))
+                        .build()
+                        .map_err(QueueError::Request)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .delete_message_batch()
+                .queue_url(dead_letter_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| QueueError::call("DeleteMessageBatch", e))?;
+            moved += messages.len();
+        }
     }
 }

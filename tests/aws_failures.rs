@@ -93,8 +93,7 @@ fn failure_log(lines: &[Value]) -> &Value {
 
 #[tokio::test]
 async fn a_table_that_does_not_exist_is_a_defect_answered_500_and_logged_with_its_chain() {
-    let dynamodb_endpoint = std::env::var("ERASURE_TEST_DYNAMODB_ENDPOINT")
-        .expect("ERASURE_TEST_DYNAMODB_ENDPOINT is set (make test starts dynalite)");
+    let dynamodb_endpoint = common::emulators::dynamodb_endpoint();
     let (dynamodb, sqs) =
         infra::emulator_clients(&dynamodb_endpoint, &closed_endpoint().await).await;
     let api = api_on(dynamodb, sqs, missing_tables());

@@ -1,7 +1,10 @@
 //! End to end through the local Lambda stack: HTTP to `cargo lambda watch` running the `api`
 //! binary, SQS (moto) to the `worker` binary run by the bridge with the template's timeout and
-//! real deadlines, DynamoDB (dynalite). `make test` starts the emulators and watch; each test
-//! makes the tables and queue named in watch's env file and uses a tenant of its own.
+//! real deadlines, DynamoDB (dynalite). `make test` starts the emulators and watch (a plain
+//! `cargo test` starts its own); each test makes the tables and queue named in watch's env file
+//! and uses a tenant of its own.
+
+mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -17,12 +20,6 @@ use erasure::store::fixture::Fixture;
 use erasure::store::DataStore;
 use serde_json::{json, Value};
 
-fn required(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with `make test`, which starts cargo lambda watch")
-    })
-}
-
 /// The stack `make test` runs, with a tenant and a bridge of this test's own.
 struct Stack {
     lambda: String,
@@ -36,9 +33,8 @@ struct Stack {
 
 impl Stack {
     async fn start(fixture_json: &str) -> Self {
-        let lambda = required("ERASURE_E2E_LAMBDA_ENDPOINT");
-        let env_text = std::fs::read_to_string(required("ERASURE_E2E_ENV_FILE"))
-            .expect("the env file written by make test");
+        let (lambda, env_file) = common::emulators::lambda_watch();
+        let env_text = std::fs::read_to_string(env_file).expect("the env file of watch");
         let env = read_env_file(&env_text);
         let vars: HashMap<String, String> = env.iter().cloned().collect();
         let (dynamodb, sqs) = infra::emulator_clients(

@@ -1,6 +1,9 @@
 //! `erasure`: the operator's command line — tenants, fixtures, local tables and queues, and the
 //! local SQS → worker bridge.
 
+#[path = "erasure/ops.rs"]
+mod ops;
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -9,6 +12,7 @@ use erasure::bridge::{self, BridgeConfig};
 use erasure::control::{generate_auth_token, ControlStore};
 use erasure::domain::ids::ApiKey;
 use erasure::infra;
+use erasure::queue::TaskQueue;
 use erasure::store::entity::Tenant;
 use erasure::store::fixture::Fixture;
 use erasure::store::DataStore;
@@ -50,6 +54,22 @@ enum Command {
     /// Create the tables and queues (local stack); prints the task queue URL last.
     #[command(subcommand)]
     Infra(InfraCommand),
+    /// Where a job stands; with --watch, a progress bar until it settles.
+    Status {
+        job_id: String,
+        #[arg(long)]
+        watch: bool,
+        #[arg(long, env = "CONTROL_TABLE")]
+        control_table: String,
+    },
+    /// Move the dead-letter queue's tasks back to the task queue once their cause is fixed
+    /// (on AWS, SQS's "start DLQ redrive" does the same).
+    Redrive {
+        #[arg(long, env = "TASK_DEAD_LETTER_QUEUE_URL")]
+        dead_letter_queue_url: String,
+        #[arg(long, env = "TASK_QUEUE_URL")]
+        queue_url: String,
+    },
     /// Do locally what Lambda and its SQS event source mapping do for the worker: run it with
     /// its timeout and deadline, feed it batches, restart it when it dies.
     Bridge {
@@ -174,6 +194,18 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let queues = infra::ensure_queues(&sqs, &queue, visibility_timeout).await?;
             println!("dead-letter queue: {}", queues.dead_letter_queue_url);
             println!("{}", queues.task_queue_url);
+        }
+        Command::Status {
+            job_id,
+            watch,
+            control_table,
+        } => ops::status(&ControlStore::new(dynamodb, control_table), &job_id, watch).await?,
+        Command::Redrive {
+            dead_letter_queue_url,
+            queue_url,
+        } => {
+            let queue = TaskQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url);
+            ops::redrive(&queue, &dead_letter_queue_url).await?;
         }
         Command::Bridge {
             queue_url,

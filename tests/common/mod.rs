@@ -1,7 +1,9 @@
 //! The test harness: each test gets its own tables and queues on the real emulators (dynalite
-//! for DynamoDB, moto for SQS) that `make test` starts, and drives the real handlers.
+//! for DynamoDB, moto for SQS; `make test`'s, or the test process's own), and drives the real
+//! handlers.
 #![allow(dead_code)]
 
+pub mod emulators;
 pub mod policy;
 pub mod recorder;
 
@@ -23,12 +25,6 @@ use erasure::worker::{Delivery, Worker};
 use serde_json::Value;
 
 pub type Item = HashMap<String, AttributeValue>;
-
-fn endpoint(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the tests with `make test`, which starts dynalite and moto")
-    })
-}
 
 /// Test queues make a failed task visible again after this many seconds.
 pub const TEST_VISIBILITY_SECONDS: u32 = 1;
@@ -63,8 +59,8 @@ impl TestEnv {
     }
 
     pub async fn with_rate_limit(rate_limit_per_minute: u32) -> Self {
-        let dynamodb_endpoint = endpoint("ERASURE_TEST_DYNAMODB_ENDPOINT");
-        let sqs_endpoint = endpoint("ERASURE_TEST_SQS_ENDPOINT");
+        let dynamodb_endpoint = emulators::dynamodb_endpoint();
+        let sqs_endpoint = emulators::sqs_endpoint();
         let (dynamodb, sqs) = infra::emulator_clients(&dynamodb_endpoint, &sqs_endpoint).await;
         let tables = Tables {
             data: unique("data"),
