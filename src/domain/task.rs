@@ -6,49 +6,44 @@ use serde::{Deserialize, Serialize};
 
 use super::ids::{JobId, UserId};
 
-/// A feature of the data store; one task erases one feature of one user.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskKind {
-    Profile,
-    Access,
-    Contacts,
-    Mentions,
-    Comments,
-    Reactions,
-    Notifications,
-    Recordings,
-    Views,
+/// Declares the task kinds once: the enum, its names and [`TaskKind::ALL`] in task order. A new
+/// feature is one line here; the compiler then asks for its deleter (`features::deleter`).
+macro_rules! task_kinds {
+    ($($kind:ident => $name:literal),+ $(,)?) => {
+        /// A feature of the data store; one task erases one feature of one user.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum TaskKind {
+            $($kind),+
+        }
+
+        impl TaskKind {
+            /// Every kind, in the order tasks are made.
+            pub const ALL: [TaskKind; [$($name),+].len()] = [$(TaskKind::$kind),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(TaskKind::$kind => $name),+
+                }
+            }
+        }
+    };
+}
+
+// Access first: cutting the user off matters most if a job is interrupted.
+task_kinds! {
+    Access => "access",
+    Profile => "profile",
+    Contacts => "contacts",
+    Mentions => "mentions",
+    Comments => "comments",
+    Reactions => "reactions",
+    Notifications => "notifications",
+    Recordings => "recordings",
+    Views => "views",
 }
 
 impl TaskKind {
-    /// Every kind, in the order tasks are made.
-    pub const ALL: [TaskKind; 9] = [
-        TaskKind::Access,
-        TaskKind::Profile,
-        TaskKind::Contacts,
-        TaskKind::Mentions,
-        TaskKind::Comments,
-        TaskKind::Reactions,
-        TaskKind::Notifications,
-        TaskKind::Recordings,
-        TaskKind::Views,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::Profile => "profile",
-            TaskKind::Access => "access",
-            TaskKind::Contacts => "contacts",
-            TaskKind::Mentions => "mentions",
-            TaskKind::Comments => "comments",
-            TaskKind::Reactions => "reactions",
-            TaskKind::Notifications => "notifications",
-            TaskKind::Recordings => "recordings",
-            TaskKind::Views => "views",
-        }
-    }
-
     pub fn parse(raw: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|k| k.as_str() == raw)
     }
