@@ -50,6 +50,17 @@ ensure_tools() {
         cp requirements.txt "$stamp"
     fi
 
+    if [[ ! -x .venv-fuzz/bin/python ]]; then
+        log "creating .venv-fuzz"
+        python3 -m venv .venv-fuzz
+    fi
+    local fuzz_stamp=.venv-fuzz/.requirements.stamp
+    if [[ ! -f "$fuzz_stamp" ]] || ! cmp -s requirements-fuzz.txt "$fuzz_stamp"; then
+        log "installing the fuzzer from requirements-fuzz.txt into .venv-fuzz"
+        .venv-fuzz/bin/pip install --disable-pip-version-check -q -r requirements-fuzz.txt
+        cp requirements-fuzz.txt "$fuzz_stamp"
+    fi
+
     local marker=node_modules/.package-lock.json
     if [[ ! -d node_modules ]] || [[ ! -f "$marker" ]] || [[ package-lock.json -nt "$marker" ]]; then
         log "installing Node tools (npm ci)"

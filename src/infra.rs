@@ -22,6 +22,9 @@ pub const MAX_RECEIVE_COUNT: u32 = 5;
 pub const WORKER_TIMEOUT_SECONDS: u32 = 120;
 /// How long a received task stays invisible on AWS: six times the worker's timeout.
 pub const VISIBILITY_TIMEOUT_SECONDS: u32 = 6 * WORKER_TIMEOUT_SECONDS;
+/// The api function's timeout and memory (`ApiFunction` in the template).
+pub const API_TIMEOUT_SECONDS: u32 = 10;
+pub const API_MEMORY_MB: u32 = 256;
 /// The worker function's memory (`WorkerFunction.MemorySize` in the template).
 pub const WORKER_MEMORY_MB: u32 = 1024;
 /// How long a failed task is kept in the dead-letter queue (14 days, the SQS maximum).

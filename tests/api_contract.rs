@@ -184,6 +184,21 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
 }
 
 #[tokio::test]
+async fn a_wrong_method_is_told_the_one_method_allowed() {
+    let env = TestEnv::new().await;
+    for path in [DELETE, STATUS] {
+        let request = http::Request::builder()
+            .method("TRACE")
+            .uri(path)
+            .body(Vec::new())
+            .unwrap();
+        let response = env.api.handle(request).await;
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST", "RFC 9110 asks for it");
+    }
+}
+
+#[tokio::test]
 async fn unknown_jobs_and_other_tenants_jobs_get_the_same_404() {
     let env = TestEnv::new().await;
     let job_id = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;

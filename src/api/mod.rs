@@ -120,7 +120,14 @@ impl Api {
 /// The envelope of a failure, logged by class: causes of 5xx in full, refusals by status only.
 pub(crate) fn refuse(error: &ApiError) -> Response<String> {
     error.log();
-    json_response(error.status(), &error.body())
+    let mut response = json_response(error.status(), &error.body());
+    if matches!(error, ApiError::MethodNotAllowed) {
+        // RFC 9110: a 405 names the methods the resource supports.
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+    }
+    response
 }
 
 fn json_response(status: StatusCode, body: &Value) -> Response<String> {

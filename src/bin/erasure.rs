@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use erasure::bridge::function::{self, FunctionConfig, LocalFunction};
-use erasure::bridge::{self, BridgeConfig};
+use erasure::bridge::{self, gateway, BridgeConfig};
 use erasure::control::{generate_auth_token, ControlStore};
 use erasure::domain::ids::ApiKey;
 use erasure::infra;
@@ -70,6 +70,18 @@ enum Command {
         #[arg(long, env = "TASK_QUEUE_URL")]
         queue_url: String,
     },
+    /// Serve the api locally as API Gateway and Lambda do: each request an HTTP API event to the
+    /// api binary, run with its timeout; every answer is the function's own.
+    Gateway {
+        #[arg(long, default_value_t = 9001)]
+        port: u16,
+        /// The api's binary (built by `cargo build --bins`).
+        #[arg(long, default_value = "target/debug/api")]
+        api_binary: std::path::PathBuf,
+        /// The api's environment, as for `cargo lambda watch --env-file`.
+        #[arg(long)]
+        env_file: Option<std::path::PathBuf>,
+    },
     /// Do locally what Lambda and its SQS event source mapping do for the worker: run it with
     /// its timeout and deadline, feed it batches, restart it when it dies.
     Bridge {
@@ -127,6 +139,14 @@ type Failure = Box<dyn std::error::Error>;
 
 fn api_key(raw: &str) -> Result<ApiKey, Failure> {
     ApiKey::parse(raw).ok_or_else(|| "the API key must be 1-512 printable ASCII characters".into())
+}
+
+/// A function's environment from an env file (`KEY=VALUE` lines), or none.
+fn read_env(file: Option<std::path::PathBuf>) -> Result<Vec<(String, String)>, Failure> {
+    Ok(match file {
+        Some(path) => function::read_env_file(&std::fs::read_to_string(path)?),
+        None => Vec::new(),
+    })
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -207,6 +227,21 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let queue = TaskQueue::new(aws_sdk_sqs::Client::new(&aws), queue_url);
             ops::redrive(&queue, &dead_letter_queue_url).await?;
         }
+        Command::Gateway {
+            port,
+            api_binary,
+            env_file,
+        } => {
+            let api = LocalFunction::start(FunctionConfig {
+                name: "api".into(),
+                binary: api_binary,
+                env: read_env(env_file)?,
+                timeout: std::time::Duration::from_secs(infra::API_TIMEOUT_SECONDS.into()),
+                memory_mb: infra::API_MEMORY_MB,
+            })
+            .await?;
+            gateway::serve(([127, 0, 0, 1], port).into(), api).await?;
+        }
         Command::Bridge {
             queue_url,
             worker_binary,
@@ -214,14 +249,10 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             timeout_seconds,
             batch_size,
         } => {
-            let env = match env_file {
-                Some(path) => function::read_env_file(&std::fs::read_to_string(path)?),
-                None => Vec::new(),
-            };
             let worker = LocalFunction::start(FunctionConfig {
                 name: "worker".into(),
                 binary: worker_binary,
-                env,
+                env: read_env(env_file)?,
                 timeout: std::time::Duration::from_secs(timeout_seconds.into()),
                 memory_mb: infra::WORKER_MEMORY_MB,
             })

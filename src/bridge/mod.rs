@@ -6,6 +6,7 @@
 //! process died, as on AWS.
 
 pub mod function;
+pub mod gateway;
 
 use std::time::Duration;
 
