@@ -152,7 +152,10 @@ async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
     let export = r#"{"data":{"organizationId":"org1","userId":"u10"}}"#;
     let (status, answer) = post(&api, "/v2/users/data/get", &CREDENTIALS, export).await;
     assert_eq!(status, 200, "{answer}");
-    assert!(!answer["result"]["data"]["comments"].as_array().unwrap().is_empty());
+    assert!(!answer["result"]["data"]["comments"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let wrong_token = [("x-velt-api-key", API_KEY), ("x-velt-auth-token", "wrong")];
     assert_eq!(post(&api, STATUS, &wrong_token, &status_body).await.0, 401);
     // Two requests: a minute may begin between the earlier ones and the first of these.
