@@ -121,6 +121,10 @@ impl Bench {
                 task_queue_url: queues.task_queue_url.clone(),
                 rate_limit_per_minute: 10_000_000,
                 job_retention_days: 30,
+                export_token_key: erasure::config::ExportTokenKey::parse(
+                    "export-token-key-for-tests-only-0123456789",
+                )
+                .unwrap(),
             },
         );
         Self {

@@ -14,7 +14,7 @@ step "Tools"
 ensure_tools
 
 step "Build the benchmark (release profile)"
-cargo bench --bench erasure --no-run
+cargo bench --bench erasure --bench export --no-run
 
 step "Emulators: DynamoDB (dynalite) on 127.0.0.1:$DYNAMODB_PORT, SQS (moto) on 127.0.0.1:$SQS_PORT"
 start_dynalite "$DYNAMODB_PORT"
@@ -24,5 +24,10 @@ step "cargo bench --bench erasure (scale ${ERASURE_BENCH_SCALE:-1})"
 ERASURE_BENCH_DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT" \
     ERASURE_BENCH_SQS_ENDPOINT="http://127.0.0.1:$SQS_PORT" \
     cargo bench --bench erasure
+
+step "cargo bench --bench export (scale ${ERASURE_BENCH_SCALE:-1})"
+ERASURE_BENCH_DYNAMODB_ENDPOINT="http://127.0.0.1:$DYNAMODB_PORT" \
+    ERASURE_BENCH_SQS_ENDPOINT="http://127.0.0.1:$SQS_PORT" \
+    cargo bench --bench export
 
 step "Benchmark done"

@@ -15,6 +15,9 @@ import time
 SECTION = "## Try it"
 README_PORT = "9000"
 SETTLE_SECONDS = 120
+# Velt's four arrays of an export, then ours (CONTRACT 1.4).
+EXPORT_ARRAYS = ["comments", "reactions", "recordings", "notifications", "profile", "access",
+                 "contacts", "views"]
 
 
 def commands(readme):
@@ -71,6 +74,17 @@ def main():
         elif "dryRun" in command:
             data = answer(command, output)
             check(data.get("statusCode") == 200 and data["data"]["dryRun"], command, output)
+        elif "/v2/users/data/get" in command:
+            result = answer(command, output).get("result", {})
+            data = result.get("data", {})
+            check(
+                result.get("status") == "success"
+                and all(isinstance(data.get(k), list) for k in EXPORT_ARRAYS)
+                and data["comments"]
+                and "nextPageToken" in result,
+                command,
+                output,
+            )
         else:
             data = answer(command, output)
             check(data.get("statusCode") == 202, command, output)

@@ -59,6 +59,38 @@ pub struct ApiConfig {
     pub rate_limit_per_minute: u32,
     /// `JOB_RETENTION_DAYS`: how long finished job records are kept (default 30).
     pub job_retention_days: u32,
+    /// `EXPORT_TOKEN_KEY`: the key that seals export page tokens.
+    pub export_token_key: ExportTokenKey,
+}
+
+/// The secret that makes export page tokens tamper-proof (an HMAC key): at least 32 bytes.
+/// Debug output never shows it.
+#[derive(Clone)]
+pub struct ExportTokenKey(Vec<u8>);
+
+impl ExportTokenKey {
+    /// The shortest key accepted: HMAC-SHA256's output size.
+    pub const MIN_BYTES: usize = 32;
+
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        if raw.len() < Self::MIN_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "EXPORT_TOKEN_KEY",
+                reason: format!("must be at least {} bytes", Self::MIN_BYTES),
+            });
+        }
+        Ok(Self(raw.as_bytes().to_vec()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for ExportTokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExportTokenKey(..)")
+    }
 }
 
 impl ApiConfig {
@@ -68,6 +100,7 @@ impl ApiConfig {
             task_queue_url: required("TASK_QUEUE_URL")?,
             rate_limit_per_minute: number_or("RATE_LIMIT_PER_MINUTE", 600)?,
             job_retention_days: number_or("JOB_RETENTION_DAYS", 30)?,
+            export_token_key: ExportTokenKey::parse(&required("EXPORT_TOKEN_KEY")?)?,
         })
     }
 }

@@ -353,6 +353,10 @@ async fn a_queue_outage_is_503_and_a_retry_with_the_same_key_finishes_the_job() 
             task_queue_url: String::new(),
             rate_limit_per_minute: 100,
             job_retention_days: 30,
+            export_token_key: erasure::config::ExportTokenKey::parse(
+                "export-token-key-for-tests-only-0123456789",
+            )
+            .unwrap(),
         },
     );
     let request = |api: &erasure::api::Api| {

@@ -28,6 +28,10 @@ fn api_on(dynamodb: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client, tables: 
             task_queue_url: queue_url,
             rate_limit_per_minute: 600,
             job_retention_days: 30,
+            export_token_key: erasure::config::ExportTokenKey::parse(
+                "export-token-key-for-tests-only-0123456789",
+            )
+            .unwrap(),
         },
     )
 }

@@ -79,6 +79,10 @@ fn recording_api(env: &TestEnv, recorder: &Recorder, queue_url: &str, rate_limit
             task_queue_url: queue_url.to_owned(),
             rate_limit_per_minute: rate_limit,
             job_retention_days: 30,
+            export_token_key: erasure::config::ExportTokenKey::parse(
+                "export-token-key-for-tests-only-0123456789",
+            )
+            .unwrap(),
         },
     )
 }
@@ -144,6 +148,14 @@ async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
     assert_eq!(post(&api, STATUS, &CREDENTIALS, &status_body).await.0, 200);
     let unknown = format!(r#"{{"data":{{"jobId":"{}"}}}}"#, JobId::generate());
     assert_eq!(post(&api, STATUS, &CREDENTIALS, &unknown).await.0, 404);
+    // An export: the tombstone's consistent read, one Query per section, the targets.
+    let export = r#"{"data":{"organizationId":"org1","userId":"u10"}}"#;
+    let (status, answer) = post(&api, "/v2/users/data/get", &CREDENTIALS, export).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer["result"]["data"]["comments"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let wrong_token = [("x-velt-api-key", API_KEY), ("x-velt-auth-token", "wrong")];
     assert_eq!(post(&api, STATUS, &wrong_token, &status_body).await.0, 401);
     // Two requests: a minute may begin between the earlier ones and the first of these.

@@ -3,7 +3,9 @@
 
 mod delete;
 mod error;
+mod export;
 pub mod lambda;
+mod page_token;
 mod status;
 
 pub use error::ApiError;
@@ -24,6 +26,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 const DELETE_PATH: &str = "/v2/users/data/delete";
 const STATUS_PATH: &str = "/v2/users/data/delete/status";
+const EXPORT_PATH: &str = "/v2/users/data/get";
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> i64 {
@@ -44,6 +47,7 @@ pub struct Api {
 enum Route {
     Delete,
     Status,
+    Export,
 }
 
 impl Api {
@@ -73,6 +77,7 @@ impl Api {
         let route = match request.uri().path().trim_end_matches('/') {
             DELETE_PATH => Route::Delete,
             STATUS_PATH => Route::Status,
+            EXPORT_PATH => Route::Export,
             _ => return Err(ApiError::NotFound("no such route")),
         };
         if request.method() != Method::POST {
@@ -97,6 +102,7 @@ impl Api {
                 self.delete(&tenant, idempotency_key, body, now).await
             }
             Route::Status => self.status(&tenant, body).await,
+            Route::Export => self.export(&tenant, body).await,
         }
     }
 

@@ -1,5 +1,5 @@
-//! `erasure`: the operator's command line — tenants, fixtures, local tables and queues, and the
-//! local SQS → worker bridge.
+//! `erasure`: the operator's command line — tenants, fixtures, local tables and queues, the
+//! local SQS → worker bridge, and a user's data export.
 
 #[path = "erasure/ops.rs"]
 mod ops;
@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use erasure::bridge::function::{self, FunctionConfig, LocalFunction};
 use erasure::bridge::{self, gateway, BridgeConfig};
 use erasure::control::{generate_auth_token, ControlStore};
-use erasure::domain::ids::ApiKey;
+use erasure::domain::ids::{ApiKey, OrganizationId, UserId};
 use erasure::infra;
 use erasure::queue::TaskQueue;
 use erasure::store::entity::Tenant;
+use erasure::store::export::{Cursors, ExportData};
 use erasure::store::fixture::Fixture;
 use erasure::store::DataStore;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -82,6 +83,9 @@ enum Command {
         #[arg(long)]
         env_file: Option<std::path::PathBuf>,
     },
+    /// Export a user's data in one organization (every page, as the API's export gives them)
+    /// to standard output as one JSON document.
+    Export(ExportArgs),
     /// Do locally what Lambda and its SQS event source mapping do for the worker: run it with
     /// its timeout and deadline, feed it batches, restart it when it dies.
     Bridge {
@@ -99,6 +103,53 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         batch_size: i32,
     },
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    api_key: String,
+    #[arg(long)]
+    organization_id: String,
+    #[arg(long)]
+    user_id: String,
+    /// The data store table.
+    #[arg(long, env = "DATA_TABLE")]
+    data_table: String,
+}
+
+/// Every page of a user's export, gathered into one document; progress on standard error.
+async fn export(dynamodb: aws_sdk_dynamodb::Client, args: ExportArgs) -> Result<(), Failure> {
+    let tenant = Tenant::from_api_key(api_key(&args.api_key)?.as_str());
+    let organization = OrganizationId::parse(args.organization_id)
+        .map_err(|e| format!("--organization-id {e}"))?;
+    let user = UserId::parse(args.user_id).map_err(|e| format!("--user-id {e}"))?;
+    let store = DataStore::new(dynamodb, args.data_table);
+    let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+        "{spinner} {pos} items exported, page {msg} ({per_sec})",
+    )?);
+    let mut all = ExportData::default();
+    let mut cursors = Cursors::start();
+    for page in 1.. {
+        bar.set_message(page.to_string());
+        let read = store
+            .export_page(&tenant, &user, &organization, &cursors)
+            .await?;
+        bar.inc(read.data.len() as u64);
+        all.extend(read.data);
+        match read.next {
+            Some(next) => cursors = next,
+            None => break,
+        }
+    }
+    bar.finish_and_clear();
+    let document = serde_json::json!({
+        "organizationId": organization,
+        "userId": user,
+        "data": all,
+    });
+    println!("{}", serde_json::to_string_pretty(&document)?);
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -242,6 +293,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             .await?;
             gateway::serve(([127, 0, 0, 1], port).into(), api).await?;
         }
+        Command::Export(args) => export(dynamodb, args).await?,
         Command::Bridge {
             queue_url,
             worker_binary,

@@ -1,5 +1,6 @@
 //! The domain: ids, deletion requests, tasks and the job state machine. Plain Rust, no AWS types.
 
+pub mod export;
 pub mod ids;
 pub mod job;
 pub mod request;

@@ -39,7 +39,7 @@ fn invalid(message: impl Into<String>) -> InvalidRequest {
 }
 
 /// The `data` object of a body, refusing anything else at the top level.
-fn data_object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
+pub(crate) fn data_object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
     let value: Value =
         serde_json::from_slice(body).map_err(|_| invalid("body must be valid JSON"))?;
     let Value::Object(mut top) = value else {
@@ -55,7 +55,10 @@ fn data_object(body: &[u8]) -> Result<Map<String, Value>, InvalidRequest> {
     }
 }
 
-fn refuse_unknown(data: &Map<String, Value>, known: &[&str]) -> Result<(), InvalidRequest> {
+pub(crate) fn refuse_unknown(
+    data: &Map<String, Value>,
+    known: &[&str],
+) -> Result<(), InvalidRequest> {
     match data.keys().find(|k| !known.contains(&k.as_str())) {
         Some(unknown) => Err(invalid(format!("unknown field data.{unknown}"))),
         None => Ok(()),

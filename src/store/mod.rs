@@ -3,6 +3,7 @@
 
 pub mod entity;
 pub mod erase;
+pub mod export;
 pub mod fixture;
 
 use std::collections::{HashMap, HashSet};

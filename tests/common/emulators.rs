@@ -87,6 +87,15 @@ pub fn lambda_watch() -> (String, String) {
                 ("CONTROL_TABLE", "e2e-control".into()),
                 ("TASK_QUEUE_URL", format!("{sqs}/123456789012/e2e-tasks")),
                 ("MAX_RECEIVE_COUNT", "5".into()),
+                // A fresh key per run: tokens of another run must not open.
+                (
+                    "EXPORT_TOKEN_KEY",
+                    format!(
+                        "{:032x}{:032x}",
+                        rand::random::<u128>(),
+                        rand::random::<u128>()
+                    ),
+                ),
             ];
             let text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
             std::fs::write(&env_file, text).expect("the env file can be written");

@@ -86,6 +86,10 @@ impl TestEnv {
             task_queue_url: queues.task_queue_url.clone(),
             rate_limit_per_minute,
             job_retention_days: 30,
+            export_token_key: erasure::config::ExportTokenKey::parse(
+                "export-token-key-for-tests-only-0123456789",
+            )
+            .unwrap(),
         };
         let api = Api::new(
             control.clone(),
