@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod policy;
+pub mod receiver;
 pub mod recorder;
 
 use std::collections::HashMap;
