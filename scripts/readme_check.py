@@ -102,7 +102,28 @@ def main():
             if time.monotonic() > deadline:
                 sys.exit(f"FAILED: job {job} did not complete in {SETTLE_SECONDS}s: {output}")
             time.sleep(0.5)
+    check_webhook(jobs)
     print(f"all {len(found)} README commands work; {len(jobs)} jobs completed")
+
+
+WEBHOOK_LOG = ".local/logs/webhook-receiver.log"
+
+
+def check_webhook(jobs):
+    """Each completed job was announced to make run's receiver exactly once, signed."""
+    deadline = time.monotonic() + 60
+    while True:
+        with open(WEBHOOK_LOG, encoding="utf-8") as f:
+            log = f.read()
+        announced = {job: log.count(f"event {job}.completed: ") for job in jobs}
+        if all(n >= 1 for n in announced.values()):
+            break
+        if time.monotonic() > deadline:
+            sys.exit(f"FAILED: jobs not announced to the webhook: {announced}\n{log}")
+        time.sleep(0.5)
+    check(all(n == 1 for n in announced.values()), "one event per job", json.dumps(announced))
+    check("signature" in log and "REFUSED" not in log and "duplicate" not in log, "the webhook", log)
+    print(f"ok: every job announced once to the webhook receiver, signed")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the whole service on this machine. dynalite stands in for DynamoDB, moto for SQS,
-# `cargo lambda watch` for Lambda, and `erasure bridge` for the SQS event source mapping.
+# `cargo lambda watch` for Lambda, and `erasure bridge` for the SQS event source mappings (the
+# worker's and the notifier's); a local receiver prints the webhook events that arrive.
 # Everything listens on 127.0.0.1 only. Ctrl-C stops everything this script started.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -11,6 +12,10 @@ DYNAMODB_PORT=${ERASURE_RUN_DYNAMODB_PORT:-8000}
 SQS_PORT=${ERASURE_RUN_SQS_PORT:-9324}
 LAMBDA_PORT=${ERASURE_RUN_LAMBDA_PORT:-9000}
 LAMBDA_URL="http://127.0.0.1:$LAMBDA_PORT"
+WEBHOOK_PORT=${ERASURE_RUN_WEBHOOK_PORT:-$((LAMBDA_PORT + 50))}
+WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/hook"
+# Only the local stack may call loopback receivers (plain http); deployed, https to public hosts.
+export WEBHOOK_ALLOW_LOOPBACK=true
 API_KEY=local-api-key
 AUTH_TOKEN=local-auth-token
 
@@ -36,9 +41,17 @@ infra_out=$(target/debug/erasure infra create --queue erasure-tasks --visibility
 TASK_QUEUE_URL=${infra_out##*$'\n'}
 [[ $TASK_QUEUE_URL == http* ]] || die "infra create did not print a queue URL (got: $TASK_QUEUE_URL)"
 log "task queue: $TASK_QUEUE_URL"
+webhook_out=$(target/debug/erasure infra create --queue erasure-webhooks --visibility-timeout 30)
+WEBHOOK_QUEUE_URL=${webhook_out##*$'\n'}
+[[ $WEBHOOK_QUEUE_URL == http* ]] || die "infra create did not print a queue URL (got: $WEBHOOK_QUEUE_URL)"
+log "webhook queue: $WEBHOOK_QUEUE_URL"
 
 step "Tenant and demo data"
-target/debug/erasure tenant create --api-key "$API_KEY" --auth-token "$AUTH_TOKEN"
+tenant_out=$(target/debug/erasure tenant create --api-key "$API_KEY" --auth-token "$AUTH_TOKEN" \
+    --webhook-url "$WEBHOOK_URL")
+echo "$tenant_out" | grep -v 'webhook secret'
+WEBHOOK_SECRET=${tenant_out##*: }
+[[ $WEBHOOK_SECRET == whsec_* ]] || die "tenant create did not print a webhook secret"
 target/debug/erasure seed fixtures/demo.json --api-key "$API_KEY"
 
 step "Lambda emulator (cargo lambda watch) on $LAMBDA_URL"
@@ -55,6 +68,9 @@ CONTROL_TABLE=$CONTROL_TABLE
 TASK_QUEUE_URL=$TASK_QUEUE_URL
 EXPORT_TOKEN_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 MAX_RECEIVE_COUNT=5
+WEBHOOK_QUEUE_URL=$WEBHOOK_QUEUE_URL
+WEBHOOK_ALLOW_LOOPBACK=true
+WEBHOOK_BACKOFF_BASE_SECONDS=2
 RUST_LOG=info
 EOF
 start_bg lambda-watch cargo lambda watch -A 127.0.0.1 -P "$LAMBDA_PORT" --env-file "$ENV_FILE"
@@ -67,11 +83,21 @@ step "SQS -> worker bridge (Lambda's event source mapping, and the worker with i
 # timeout or dead of a crash is replaced and its batch comes back after the visibility timeout.
 start_bg bridge target/debug/erasure bridge --queue-url "$TASK_QUEUE_URL" --env-file "$ENV_FILE"
 
+step "Webhook: receiver on $WEBHOOK_URL, and the notifier behind its own bridge"
+# The receiver refuses its first request with 503, so the first job shows a retry.
+WEBHOOK_SECRET=$WEBHOOK_SECRET start_bg webhook-receiver \
+    python3 -u scripts/webhook-receiver.py --port "$WEBHOOK_PORT" --refuse 1
+wait_port 127.0.0.1 "$WEBHOOK_PORT" 10
+start_bg notifier-bridge target/debug/erasure bridge --queue-url "$WEBHOOK_QUEUE_URL" \
+    --worker-binary target/debug/notifier --env-file "$ENV_FILE" --timeout-seconds 30
+
 step "Ready"
 cat <<EOF
 Demo users: ada, grace, alan, edsger, and the users of Velt's example request, yourUserId1 and
 yourUserId2 in yourOrganizationId1 and yourOrganizationId2 (fixtures/demo.json).
 Logs: .local/logs/ (function output: tail -f .local/logs/lambda-watch.log .local/logs/bridge.log)
+Each job that ends is announced, signed, to $WEBHOOK_URL: tail -f .local/logs/webhook-receiver.log
+(the notifier's own log: .local/logs/notifier-bridge.log)
 
 Start a deletion job:
 

@@ -30,6 +30,13 @@ pub fn worker_timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// The notifier's timeouts. Its Lambda timeout is 30 s; before a webhook's request (at most
+/// 10 s) it makes one GetItem, and after a refusal one ChangeMessageVisibility: 4 s per
+/// operation keeps both well inside.
+pub fn notifier_timeouts() -> TimeoutConfig {
+    api_timeouts()
+}
+
 /// The operator CLI's timeouts: nothing waits on it but the operator, so only a stuck attempt
 /// is cut (and retried), never a long seed.
 pub fn cli_timeouts() -> TimeoutConfig {

@@ -16,4 +16,5 @@ pub mod queue;
 pub mod sqs_event;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;
 pub mod worker;

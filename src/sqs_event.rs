@@ -31,7 +31,7 @@ pub fn deliveries(event: SqsEvent) -> Vec<Delivery> {
 /// SQS's `ApproximateReceiveCount`. SQS always sends a number; were it missing or unreadable,
 /// taking the attempt for the first never records a task as finally failed too early: at worst
 /// the job waits for its dead letter to be redriven instead of ending `partial`.
-fn receive_count(attributes: &HashMap<String, String>) -> u32 {
+pub fn receive_count(attributes: &HashMap<String, String>) -> u32 {
     attributes
         .get("ApproximateReceiveCount")
         .and_then(|count| count.parse().ok())

@@ -20,6 +20,7 @@ use crate::keys::fingerprint;
 use crate::queue::TaskQueue;
 use crate::store::entity::Tenant;
 use crate::store::{DataStore, StoreError};
+use crate::webhook::queue::NotificationQueue;
 
 /// One message of a batch, as the worker needs it.
 #[derive(Debug, Clone)]
@@ -58,6 +59,8 @@ pub struct Worker {
     /// Where continuations of paused tasks go.
     queue: TaskQueue,
     max_receive_count: u32,
+    /// Where a job that settles is announced (its tenant's webhook); none, no announcement.
+    notifications: Option<NotificationQueue>,
 }
 
 impl Worker {
@@ -72,6 +75,21 @@ impl Worker {
             data,
             queue,
             max_receive_count,
+            notifications: None,
+        }
+    }
+
+    /// Announces every job this worker settles on `queue`.
+    pub fn with_notifications(mut self, queue: NotificationQueue) -> Self {
+        self.notifications = Some(queue);
+        self
+    }
+
+    /// Enqueues the notification of a job this worker just settled. Never fails the task: the
+    /// job has ended whatever happens to its announcement (a lost enqueue is logged).
+    async fn announce(&self, settled: Option<JobView>) {
+        if let (Some(queue), Some(job)) = (&self.notifications, settled) {
+            queue.announce(&job, now_ms()).await;
         }
     }
 
@@ -151,15 +169,16 @@ impl Worker {
         }
         if last {
             for task in &failed {
-                if let Err(error) = self
+                match self
                     .control
                     .record_failure(&task.job_id, &task.task_id, now_ms())
                     .await
                 {
-                    tracing::error!(
+                    Ok(settled) => self.announce(settled).await,
+                    Err(error) => tracing::error!(
                         error = &error as &dyn std::error::Error,
                         "could not record the failure"
-                    );
+                    ),
                 }
             }
         }
@@ -214,9 +233,11 @@ impl Worker {
         if remaining > 0 {
             return Err(TaskError::NotVerified(remaining));
         }
-        self.control
+        let settled = self
+            .control
             .record_success(&task.job_id, &task.task_id, task.kind, outcome, now_ms())
             .await?;
+        self.announce(settled).await;
         tracing::info!(
             removed = outcome.removed,
             rewritten = outcome.rewritten,

@@ -1,5 +1,5 @@
 //! The IAM roles of `template.yaml` are exactly what the code needs. dynalite and moto enforce no
-//! IAM, so the real `Api` and `Worker` run here on clients that record every call (action, table
+//! IAM, so the real `Api`, `Worker` and `Notifier` run here on clients that record every call (action, table
 //! or queue, partition keys), through every path that reaches AWS; then each function's recorded
 //! calls are checked against its role both ways: a call the role does not allow would be
 //! AccessDenied once deployed, and a permission no call used is more than the code needs.
@@ -11,17 +11,22 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::policy::{self, disagreements, statements, ResourceCall};
+use common::receiver::Receiver;
 use common::recorder::Recorder;
 use common::{request_to, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::config::ApiConfig;
 use erasure::control::ControlStore;
-use erasure::domain::ids::{JobId, UserId};
+use erasure::domain::ids::{ApiKey, JobId, UserId};
 use erasure::domain::task::{plan_tasks, TaskKind};
 use erasure::infra::MAX_RECEIVE_COUNT;
 use erasure::queue::TaskQueue;
 use erasure::store::entity::{reference_key, Key};
 use erasure::store::DataStore;
+use erasure::webhook::delivery::{Backoff, Notifier, WebhookDelivery};
+use erasure::webhook::event::Notification;
+use erasure::webhook::queue::NotificationQueue;
+use erasure::webhook::url_policy::UrlPolicy;
 use erasure::worker::{Delivery, Worker};
 use serde_json::Value;
 
@@ -39,12 +44,31 @@ fn logical_resource(env: &TestEnv, name: &str) -> String {
         "DataTable".into()
     } else if name == env.tables.control {
         "ControlTable".into()
+    } else if name.starts_with(&webhook_queue_url(env)) {
+        "WebhookQueue".into()
     } else if name.starts_with(&env.queue_url) {
         // The task queue, or the missing stand-in for it that makes sending fail.
         "TaskQueue".into()
     } else {
         panic!("a call named {name}, which is none of the template's resources")
     }
+}
+
+/// This test's webhook queue (made by [`ensure_webhook_queue`]).
+fn webhook_queue_url(env: &TestEnv) -> String {
+    format!("{}-webhooks", env.queue_url)
+}
+
+async fn ensure_webhook_queue(env: &TestEnv) {
+    let name = webhook_queue_url(env)
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let queues = erasure::infra::ensure_queues(&env.sqs, &name, 1)
+        .await
+        .unwrap();
+    assert_eq!(queues.task_queue_url, webhook_queue_url(env));
 }
 
 fn recorded(env: &TestEnv, recorder: &Recorder) -> Vec<ResourceCall> {
@@ -87,7 +111,7 @@ fn recording_api(env: &TestEnv, recorder: &Recorder, queue_url: &str, rate_limit
     )
 }
 
-/// The real `Worker` on clients that record into `recorder`.
+/// The real `Worker` on clients that record into `recorder`, announcing the jobs it settles.
 fn recording_worker(env: &TestEnv, recorder: &Recorder) -> Worker {
     let dynamodb = recorder.dynamodb(&env.dynamodb);
     Worker::new(
@@ -96,6 +120,10 @@ fn recording_worker(env: &TestEnv, recorder: &Recorder) -> Worker {
         TaskQueue::new(recorder.sqs(&env.sqs), &env.queue_url),
         MAX_RECEIVE_COUNT,
     )
+    .with_notifications(NotificationQueue::new(
+        recorder.sqs(&env.sqs),
+        webhook_queue_url(env),
+    ))
 }
 
 async fn post(api: &Api, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Value) {
@@ -227,6 +255,7 @@ async fn the_worker_role_allows_exactly_the_calls_the_worker_makes() {
     let mut env = TestEnv::new().await;
     env.seed(&env.tenant(), RICH_WORLD).await;
     env.seed(&env.tenant(), &heavy_world()).await;
+    ensure_webhook_queue(&env).await;
     let recorder = Recorder::default();
     let worker = recording_worker(&env, &recorder);
 
@@ -316,7 +345,7 @@ fn neither_role_can_write_a_tenant_and_the_worker_cannot_read_one() {
         resource: "ControlTable".into(),
         leading_keys: vec!["TENANT#0123456789abcdef".into()],
     };
-    for function in ["ApiFunction", "WorkerFunction"] {
+    for function in ["ApiFunction", "WorkerFunction", "NotifierFunction"] {
         let statements = statements(&template, function);
         for action in [
             "dynamodb:PutItem",
@@ -334,6 +363,93 @@ fn neither_role_can_write_a_tenant_and_the_worker_cannot_read_one() {
     assert!(!worker
         .iter()
         .any(|s| s.allows(&tenant_item("dynamodb:GetItem"))));
+}
+
+/// One notification of a job of the test's tenant, received from the webhook queue.
+async fn received_notification(env: &TestEnv, job_id: &str) -> WebhookDelivery {
+    let job = env
+        .control
+        .get_job(&JobId::parse(job_id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let queue = NotificationQueue::new(env.sqs.clone(), webhook_queue_url(env));
+    queue
+        .send(&Notification::of(&job, erasure::api::now_ms()))
+        .await
+        .unwrap();
+    let message = env
+        .sqs
+        .receive_message()
+        .queue_url(webhook_queue_url(env))
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+        .pop()
+        .expect("the notification is queued");
+    WebhookDelivery {
+        message_id: message.message_id().unwrap().to_owned(),
+        receipt_handle: message.receipt_handle().unwrap().to_owned(),
+        body: message.body().unwrap().to_owned(),
+        receive_count: 1,
+    }
+}
+
+#[tokio::test]
+async fn the_notifier_role_allows_exactly_the_calls_the_notifier_makes() {
+    let env = TestEnv::new().await;
+    ensure_webhook_queue(&env).await;
+    let receiver = Receiver::start(1).await;
+    env.control
+        .set_webhook(
+            &ApiKey::parse(API_KEY).unwrap(),
+            &receiver.url,
+            "whsec_test",
+        )
+        .await
+        .unwrap();
+    let recorder = Recorder::default();
+    let notifier = Notifier::new(
+        ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
+        NotificationQueue::new(recorder.sqs(&env.sqs), webhook_queue_url(&env)),
+        UrlPolicy {
+            allow_loopback: true,
+        },
+        Backoff {
+            base_seconds: 0,
+            cap_seconds: 0,
+        },
+    );
+    let job = env.start_job(r#"{"data":{"userIds":["u1"]}}"#).await;
+
+    // Refused (the retry is delayed), then delivered.
+    let failed = notifier
+        .handle(vec![received_notification(&env, &job).await])
+        .await;
+    assert_eq!(failed.len(), 1);
+    let failed = notifier
+        .handle(vec![received_notification(&env, &job).await])
+        .await;
+    assert!(failed.is_empty());
+    assert_eq!(receiver.received().len(), 2);
+
+    assert_role_fits("NotifierFunction", &recorded(&env, &recorder));
+}
+
+#[test]
+fn the_notifier_reads_nothing_of_the_control_table_but_tenants() {
+    let template = policy::template();
+    let notifier = statements(&template, "NotifierFunction");
+    for leading_key in ["JOB#abc", "IDEM#abc", "RATE#abc"] {
+        let call = ResourceCall {
+            action: "dynamodb:GetItem".into(),
+            resource: "ControlTable".into(),
+            leading_keys: vec![leading_key.into()],
+        };
+        assert!(!notifier.iter().any(|s| s.allows(&call)), "{leading_key}");
+    }
 }
 
 #[test]

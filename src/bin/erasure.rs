@@ -17,6 +17,8 @@ use erasure::store::entity::Tenant;
 use erasure::store::export::{Cursors, ExportData};
 use erasure::store::fixture::Fixture;
 use erasure::store::DataStore;
+use erasure::webhook::signing;
+use erasure::webhook::url_policy::{UrlPolicy, WebhookUrl};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -161,6 +163,11 @@ enum TenantCommand {
         /// The token to use; a strong one is generated when absent.
         #[arg(long)]
         auth_token: Option<String>,
+        /// Where to POST a signed event when a job settles: https to a public host
+        /// (http://127.0.0.1 only with WEBHOOK_ALLOW_LOOPBACK=true, the local stack). Its
+        /// signing secret is generated and printed once.
+        #[arg(long)]
+        webhook_url: Option<String>,
         #[arg(long, env = "CONTROL_TABLE")]
         control_table: String,
     },
@@ -208,18 +215,34 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Tenant(TenantCommand::Create {
             api_key: key,
             auth_token,
+            webhook_url,
             control_table,
         }) => {
             let key = api_key(&key)?;
+            // Checked before anything is written: a refused URL leaves no tenant behind.
+            let policy = UrlPolicy::from_env();
+            let webhook = match webhook_url {
+                Some(raw) => {
+                    let url = WebhookUrl::parse(&raw, policy)?;
+                    url.resolve(policy).await?;
+                    Some(url)
+                }
+                None => None,
+            };
             let generated = auth_token.is_none();
             let token = auth_token.unwrap_or_else(generate_auth_token);
-            ControlStore::new(dynamodb, control_table)
-                .put_tenant(&key, &token, now)
-                .await?;
+            let control = ControlStore::new(dynamodb, control_table);
+            control.put_tenant(&key, &token, now).await?;
             if generated {
                 println!("auth token (shown once, store it now): {token}");
             } else {
                 println!("tenant created");
+            }
+            if let Some(url) = webhook {
+                let secret = signing::generate_secret();
+                control.set_webhook(&key, url.as_str(), &secret).await?;
+                println!("webhook: {}", url.as_str());
+                println!("webhook secret (shown once, store it now): {secret}");
             }
         }
         Command::Tenant(TenantCommand::Revoke {

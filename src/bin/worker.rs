@@ -8,6 +8,7 @@ use erasure::control::ControlStore;
 use erasure::queue::TaskQueue;
 use erasure::sqs_event;
 use erasure::store::DataStore;
+use erasure::webhook::queue::NotificationQueue;
 use erasure::worker::Worker;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -17,13 +18,17 @@ async fn main() -> Result<(), Error> {
     let config = WorkerConfig::from_env()?;
     let aws = erasure::aws::config(erasure::aws::worker_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
+    let sqs = aws_sdk_sqs::Client::new(&aws);
     // Clients are built once per cold start and lent to every invocation.
-    let worker = Worker::new(
+    let mut worker = Worker::new(
         ControlStore::new(dynamodb.clone(), &config.tables.control),
         DataStore::new(dynamodb, &config.tables.data),
-        TaskQueue::new(aws_sdk_sqs::Client::new(&aws), &config.task_queue_url),
+        TaskQueue::new(sqs.clone(), &config.task_queue_url),
         config.max_receive_count,
     );
+    if let Some(url) = &config.webhook_queue_url {
+        worker = worker.with_notifications(NotificationQueue::new(sqs, url));
+    }
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let worker = &worker;
         async move {

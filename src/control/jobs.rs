@@ -220,6 +220,7 @@ impl ControlStore {
 
     /// Records a task's success with what it removed and rewritten, once: a repeat is ignored.
     /// A task that had been recorded as failed (then redriven) moves to the succeeded set.
+    /// Returns the job as this call settled it, when it did (see [`ControlStore::settle`]).
     pub async fn record_success(
         &self,
         job_id: &JobId,
@@ -227,7 +228,7 @@ impl ControlStore {
         kind: TaskKind,
         outcome: Outcome,
         now_ms: i64,
-    ) -> Result<(), DynamoError> {
+    ) -> Result<Option<JobView>, DynamoError> {
         let result = self
             .update_job(job_id)
             .update_expression(
@@ -275,13 +276,14 @@ impl ControlStore {
         Ok(())
     }
 
-    /// Records a task's final failure, once, unless it has succeeded.
+    /// Records a task's final failure, once, unless it has succeeded. Returns the job as this
+    /// call settled it, when it did.
     pub async fn record_failure(
         &self,
         job_id: &JobId,
         task_id: &str,
         now_ms: i64,
-    ) -> Result<(), DynamoError> {
+    ) -> Result<Option<JobView>, DynamoError> {
         let result = self
             .update_job(job_id)
             .update_expression("SET lastTaskCompletedTime = :now ADD failedTasks :task")
@@ -302,27 +304,28 @@ impl ControlStore {
         &self,
         result: Result<UpdateItemOutput, SdkError<UpdateItemError>>,
         now_ms: i64,
-    ) -> Result<(), DynamoError> {
+    ) -> Result<Option<JobView>, DynamoError> {
         let output = match result {
             Ok(output) => output,
-            Err(error) if is_conditional(&error) => return Ok(()),
+            Err(error) if is_conditional(&error) => return Ok(None),
             Err(error) => return Err(DynamoError::call("UpdateItem", error)),
         };
         let Some(job) = output.attributes.as_ref().and_then(JobView::parse) else {
-            return Ok(());
+            return Ok(None);
         };
         self.settle(&job, now_ms).await
     }
 
     /// Sets the final status the job's counts imply, exactly once for that snapshot: the
-    /// condition pins the counts it was derived from and refuses a repeat.
-    async fn settle(&self, job: &JobView, now_ms: i64) -> Result<(), DynamoError> {
+    /// condition pins the counts it was derived from and refuses a repeat. Returns the job as
+    /// settled when this call's update won, so that exactly one caller announces it.
+    async fn settle(&self, job: &JobView, now_ms: i64) -> Result<Option<JobView>, DynamoError> {
         let progress = job.progress();
         let Some(status) = progress.settled_status() else {
-            return Ok(());
+            return Ok(None);
         };
         if status == job.status {
-            return Ok(());
+            return Ok(None);
         }
         let failed_guard = if progress.failed == 0 {
             "attribute_not_exists(failedTasks)"
@@ -351,8 +354,12 @@ impl ControlStore {
             );
         }
         match update.send().await {
-            Ok(_) => Ok(()),
-            Err(error) if is_conditional(&error) => Ok(()),
+            Ok(_) => Ok(Some(JobView {
+                status,
+                completed_at: Some(now_ms),
+                ..job.clone()
+            })),
+            Err(error) if is_conditional(&error) => Ok(None),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }

@@ -4,11 +4,12 @@
 mod idempotency;
 mod jobs;
 mod rate_limit;
+mod report;
 mod tenants;
 
 pub use idempotency::Claim;
 pub use jobs::{JobView, NewJob};
-pub use tenants::generate_auth_token;
+pub use tenants::{generate_auth_token, Webhook};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;

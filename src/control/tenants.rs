@@ -1,4 +1,7 @@
-//! Tenants: an API key and the hash of its auth token, compared in constant time.
+//! Tenants: an API key and the hash of its auth token, compared in constant time; and the
+//! tenant's webhook, if it registered one: its URL and the secret that signs its events.
+
+use std::fmt;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use rand::distr::{Alphanumeric, SampleString};
@@ -7,11 +10,40 @@ use subtle::ConstantTimeEq;
 use super::{key, string, ControlStore};
 use crate::domain::ids::ApiKey;
 use crate::dynamo::DynamoError;
-use crate::keys::{component, secret_hash};
+use crate::keys::{component, fingerprint, secret_hash};
 use crate::store::entity::Tenant;
 
 fn tenant_key(api_key: &ApiKey) -> crate::dynamo::Item {
     key(format!("TENANT#{}", component(api_key.as_str())), "TENANT")
+}
+
+/// The tenant record of a tenant named by its stored key prefix (`T#<hash>`), as jobs hold it.
+fn stored_tenant_key(tenant: &Tenant) -> Option<crate::dynamo::Item> {
+    let hash = tenant.as_str().strip_prefix("T#")?;
+    Some(key(format!("TENANT#{hash}"), "TENANT"))
+}
+
+/// A tenant's webhook. The secret must be readable to sign, so it is stored as it is, in the
+/// control table (encrypted at rest); only the notifier reads it, and it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub url: String,
+    secret: String,
+}
+
+impl Webhook {
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for Webhook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Webhook")
+            .field("url", &fingerprint(&self.url))
+            .field("secret", &fingerprint(&self.secret))
+            .finish()
+    }
 }
 
 /// A new strong auth token: 40 alphanumerics (about 238 bits).
@@ -69,6 +101,8 @@ impl ControlStore {
             .get_item()
             .table_name(&self.table)
             .set_key(Some(tenant_key(api_key)))
+            // The token's hash only: the webhook secret in the same record stays unread here.
+            .projection_expression("tokenHash")
             .send()
             .await
             .map_err(|e| DynamoError::call("GetItem", e))?;
@@ -82,5 +116,83 @@ impl ControlStore {
             .unwrap_or_else(|| "0".repeat(presented.len()));
         let matches: bool = presented.as_bytes().ct_eq(expected.as_bytes()).into();
         Ok((matches && stored.is_some()).then(|| Tenant::from_api_key(api_key.as_str())))
+    }
+
+    /// Registers the tenant's webhook (a URL the caller has checked against the URL policy)
+    /// and its signing secret; `false` when the tenant does not exist.
+    pub async fn set_webhook(
+        &self,
+        api_key: &ApiKey,
+        url: &str,
+        secret: &str,
+    ) -> Result<bool, DynamoError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(tenant_key(api_key)))
+            .update_expression("SET webhookUrl = :url, webhookSecret = :secret")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":url", AttributeValue::S(url.to_owned()))
+            .expression_attribute_values(":secret", AttributeValue::S(secret.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(error) => Err(DynamoError::call("UpdateItem", error)),
+        }
+    }
+
+    /// The webhook of the tenant a job names, if it has one (and still exists).
+    pub async fn webhook(&self, tenant: &Tenant) -> Result<Option<Webhook>, DynamoError> {
+        let Some(key) = stored_tenant_key(tenant) else {
+            return Ok(None);
+        };
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            // Never the token's hash: the notifier needs only these two.
+            .projection_expression("webhookUrl, webhookSecret")
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("GetItem", e))?;
+        let item = output.item.unwrap_or_default();
+        Ok(string(&item, "webhookUrl")
+            .zip(string(&item, "webhookSecret"))
+            .map(|(url, secret)| Webhook { url, secret }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jobs_tenant_names_the_record_of_its_api_key() {
+        let api_key = ApiKey::parse("some-key").unwrap();
+        let tenant = Tenant::from_api_key(api_key.as_str());
+        assert_eq!(stored_tenant_key(&tenant), Some(tenant_key(&api_key)));
+    }
+
+    #[test]
+    fn a_webhooks_debug_shows_no_secret_and_no_url() {
+        let webhook = Webhook {
+            url: "https://hooks.example.com/t0ken".into(),
+            secret: "whsec_abc".into(),
+        };
+        let shown = format!("{webhook:?}");
+        assert!(
+            !shown.contains("whsec_abc") && !shown.contains("t0ken"),
+            "{shown}"
+        );
     }
 }

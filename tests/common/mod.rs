@@ -5,6 +5,7 @@
 
 pub mod emulators;
 pub mod policy;
+pub mod receiver;
 pub mod recorder;
 
 use std::collections::HashMap;
