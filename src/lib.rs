@@ -15,5 +15,6 @@ pub mod keys;
 pub mod queue;
 pub mod sqs_event;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod worker;

@@ -51,6 +51,7 @@ impl Api {
                     "fullyEnqueued": job.enqueued_at.is_some(),
                     "createdAt": job.created_at,
                     "completedAt": job.completed_at,
+                    "failureReason": job.failure_reason,
                     "items": items,
                 },
             }}),

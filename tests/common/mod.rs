@@ -2,6 +2,7 @@
 //! for DynamoDB, moto for SQS) that `make test` starts, and drives the real handlers.
 #![allow(dead_code)]
 
+pub mod faults;
 pub mod policy;
 pub mod recorder;
 
