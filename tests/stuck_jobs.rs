@@ -382,11 +382,20 @@ async fn faults_anywhere_in_the_acceptance_path_answer_503_and_a_retry_finishes_
         let key = format!("fault-{n}");
         let body = format!(r#"{{"data":{{"userIds":["u1","user-{n}"]}}}}"#);
         let before = jobs(&env).await.len();
+        let tombstones_before = tombstones(&env).await;
         let (status, answer) = delete_with_key(&api, &key, &body).await;
         assert_eq!(status, 503, "{operation} {needle} {kind:?}: {answer}");
         assert_eq!(answer["error"]["status"], "UNAVAILABLE");
         let after = jobs(&env).await;
         assert!(after.len() <= before + 1);
+        // No user is cut off without a job that says so.
+        if tombstones(&env).await > tombstones_before {
+            assert_eq!(
+                after.len(),
+                before + 1,
+                "{operation} {needle}: tombstones, no job"
+            );
+        }
         for id in &after[..] {
             let status = env.status(id).await;
             if status["fullyEnqueued"] == false {
