@@ -37,6 +37,13 @@ pub fn notifier_timeouts() -> TimeoutConfig {
     api_timeouts()
 }
 
+/// The sweeper's timeouts. Its Lambda timeout is 60 s; a pass makes a few calls per open job,
+/// one after another, each answered in milliseconds. A stuck call ends its job's visit (the next
+/// pass retries it) after 6 s, as for the worker.
+pub fn sweeper_timeouts() -> TimeoutConfig {
+    worker_timeouts()
+}
+
 /// The operator CLI's timeouts: nothing waits on it but the operator, so only a stuck attempt
 /// is cut (and retried), never a long seed.
 pub fn cli_timeouts() -> TimeoutConfig {

@@ -167,3 +167,27 @@ impl NotifierConfig {
         })
     }
 }
+
+/// The `sweeper` function's configuration.
+#[derive(Debug, Clone)]
+pub struct SweeperConfig {
+    /// `CONTROL_TABLE`: the jobs and the open-jobs index.
+    pub control_table: String,
+    /// `MAX_RECEIVE_COUNT`: the task queue's redrive `maxReceiveCount`; with the visibility
+    /// timeout it sets how long a job may go without progress before its tasks are surely
+    /// dead letters.
+    pub max_receive_count: u32,
+}
+
+impl SweeperConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let max_receive_count = number_or("MAX_RECEIVE_COUNT", 0)?;
+        if max_receive_count == 0 {
+            return Err(ConfigError::Missing("MAX_RECEIVE_COUNT"));
+        }
+        Ok(Self {
+            control_table: required("CONTROL_TABLE")?,
+            max_receive_count,
+        })
+    }
+}

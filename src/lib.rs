@@ -15,6 +15,7 @@ pub mod keys;
 pub mod queue;
 pub mod sqs_event;
 pub mod store;
+pub mod sweep;
 pub mod telemetry;
 pub mod webhook;
 pub mod worker;

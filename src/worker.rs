@@ -12,6 +12,7 @@ use tracing::Instrument;
 use crate::api::now_ms;
 use crate::control::ControlStore;
 use crate::control::JobView;
+use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::task::{Task, TaskMessage};
 use crate::dynamo::DynamoError;
@@ -128,6 +129,12 @@ impl Worker {
                 return false;
             }
         };
+        if job.failure_reason.is_some() {
+            // Its acceptance never finished and no retry can finish it: the job was never
+            // promised, so its late tasks erase nothing.
+            tracing::warn!(job_id = %job.job_id, "tasks of a job that was never accepted dropped");
+            return true;
+        }
         if job.status == JobStatus::Queued {
             if let Err(error) = self.control.mark_running(&job.job_id).await {
                 tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not mark the job running");
@@ -159,6 +166,16 @@ impl Worker {
                 }
             }
         }
+        let redelivered = tasks.iter().any(|t| job.succeeded.contains(&t.task_id));
+        if redelivered && failed.is_empty() && paused.is_empty() && !job.is_settled() {
+            // A task of this message had succeeded before, so an earlier attempt failed after
+            // recording it: perhaps in the job's settling step (a DynamoDB error). Settle from a
+            // fresh read; a no-op when tasks are still open or it has settled meanwhile.
+            if let Err(error) = self.settle_from_fresh_read(&job.job_id).await {
+                tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not settle the job");
+                return false;
+            }
+        }
         if !paused.is_empty() {
             // Sent before this delivery is acknowledged: a crash in between runs the tasks
             // twice, which is harmless; losing them is not possible.
@@ -183,6 +200,16 @@ impl Worker {
             }
         }
         failed.is_empty()
+    }
+
+    async fn settle_from_fresh_read(&self, job_id: &JobId) -> Result<(), DynamoError> {
+        if let Some(job) = self.control.get_job(job_id).await? {
+            if !job.is_settled() {
+                let settled = self.control.settle(&job, now_ms()).await?;
+                self.announce(settled).await;
+            }
+        }
+        Ok(())
     }
 
     async fn run_task(
@@ -216,7 +243,7 @@ impl Worker {
         let outcome = pass.outcome;
         if let Some(position) = pass.resume_at {
             self.control
-                .record_progress(&task.job_id, task.kind, outcome)
+                .record_progress(&task.job_id, task.kind, outcome, now_ms())
                 .await?;
             tracing::info!(
                 removed = outcome.removed,

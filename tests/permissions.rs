@@ -460,3 +460,41 @@ fn string_like_patterns_match_as_iam_matches_them() {
     assert!(policy::like("RATE#?", "RATE#1"));
     assert!(!policy::like("RATE#?", "RATE#12"));
 }
+
+#[tokio::test]
+async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
+    let env = TestEnv::new().await;
+    // A job that will stall (its tasks never run), one never fully enqueued, one completed.
+    let stalled = env.start_job(r#"{"data":{"userIds":["s1"]}}"#).await;
+    let missing_queue = format!("{}-missing", env.queue_url);
+    let broken = recording_api(&env, &Recorder::default(), &missing_queue, 10_000);
+    let (status, answer) = post(
+        &broken,
+        DELETE,
+        &CREDENTIALS,
+        r#"{"data":{"userIds":["s2"]}}"#,
+    )
+    .await;
+    assert!(status >= 500, "{answer}");
+    env.sqs
+        .purge_queue()
+        .queue_url(&env.queue_url)
+        .send()
+        .await
+        .unwrap();
+    let done = env.start_job(r#"{"data":{"userIds":["s3"]}}"#).await;
+    env.drain(&env.worker).await;
+    assert_eq!(env.status(&done).await["jobStatus"], "completed");
+
+    let recorder = Recorder::default();
+    let sweeper = erasure::sweep::Sweeper::new(
+        ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
+        erasure::sweep::Bounds::for_queue(MAX_RECEIVE_COUNT),
+    );
+    let later = erasure::api::now_ms() + 48 * 60 * 60 * 1000;
+    let report = sweeper.sweep(later).await.unwrap();
+    assert_eq!((report.stalled, report.unfinished), (1, 1), "{report:?}");
+    assert_eq!(env.status(&stalled).await["jobStatus"], "failed");
+
+    assert_role_fits("SweepFunction", &recorded(&env, &recorder));
+}

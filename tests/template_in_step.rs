@@ -206,6 +206,7 @@ fn each_function_has_a_log_group_with_a_retention() {
     for (group, function) in [
         ("ApiLogGroup", "ApiFunction"),
         ("WorkerLogGroup", "WorkerFunction"),
+        ("SweepLogGroup", "SweepFunction"),
     ] {
         assert_eq!(
             string(&resource(&template, group)["Type"], "Type"),
@@ -245,6 +246,7 @@ fn the_sdk_timeouts_fit_inside_each_functions_timeout() {
     for (function, timeouts) in [
         ("ApiFunction", erasure::aws::api_timeouts()),
         ("WorkerFunction", erasure::aws::worker_timeouts()),
+        ("SweepFunction", erasure::aws::sweeper_timeouts()),
     ] {
         let limit = number(
             &properties(&template, function)["Timeout"],
@@ -265,5 +267,43 @@ fn the_sdk_timeouts_fit_inside_each_functions_timeout() {
             2 * operation.as_secs() < limit,
             "{function}: an operation may take {operation:?}, its Lambda timeout is {limit} s"
         );
+    }
+}
+
+/// Fairness: a large job cannot take the account's Lambda concurrency from the api. The
+/// worker's SQS event source caps its concurrent executions.
+#[test]
+fn the_workers_concurrency_is_capped_by_its_event_source() {
+    let template = template();
+    let events = &properties(&template, "WorkerFunction")["Events"];
+    let sqs: Vec<&Value> = events
+        .as_mapping()
+        .expect("WorkerFunction has Events")
+        .values()
+        .filter(|e| e["Type"].as_str() == Some("SQS"))
+        .collect();
+    assert_eq!(sqs.len(), 1, "one SQS event source");
+    let cap = number(
+        &sqs[0]["Properties"]["ScalingConfig"]["MaximumConcurrency"],
+        "ScalingConfig MaximumConcurrency",
+    );
+    // SQS event sources accept 2 to 1000; a cap near the account's default 1000 caps nothing.
+    assert!((2..=100).contains(&cap), "MaximumConcurrency {cap}");
+}
+
+/// The sweep runs on a schedule, and its bounds come from the queue the template declares.
+#[test]
+fn the_sweep_runs_on_a_schedule_with_the_queues_receive_count() {
+    let template = template();
+    let sweep = properties(&template, "SweepFunction");
+    let events = sweep["Events"]
+        .as_mapping()
+        .expect("SweepFunction has Events");
+    assert!(events.values().any(
+        |e| e["Type"].as_str() == Some("ScheduleV2") || e["Type"].as_str() == Some("Schedule")
+    ));
+    match &sweep["Environment"]["Variables"]["MAX_RECEIVE_COUNT"] {
+        Value::Tagged(tagged) => assert_eq!(tagged.value.as_str(), Some("MaxReceiveCount")),
+        other => panic!("MAX_RECEIVE_COUNT should be !Ref MaxReceiveCount: {other:?}"),
     }
 }

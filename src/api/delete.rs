@@ -1,8 +1,10 @@
 //! `POST /v2/users/data/delete`: start a deletion job (or preview one with `dryRun`).
 //!
-//! Before the 202: the users' tombstones (access is cut), the job record, every task sent.
-//! Nothing proportional to the users' data runs here. A failure midway answers 503 and leaves a
-//! job marked as not fully enqueued; a retry with the same `Idempotency-Key` finishes it.
+//! Before the 202: the job record (not fully enqueued), the users' tombstones (access is cut),
+//! every task sent once (a claim on the job), the enqueued mark. Nothing proportional to the
+//! users' data runs here. A failure midway answers 503 and leaves at most a job marked as not
+//! fully enqueued; a retry with the same `Idempotency-Key` finishes it, and the sweep
+//! (`crate::sweep`) ends it `failed` once no retry can.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -20,6 +22,19 @@ use crate::features::deleter;
 use crate::keys::component;
 use crate::store::entity::Tenant;
 use crate::store::erase::Outcome;
+
+/// A send claim older than this belongs to a request that died: the api's Lambda timeout is
+/// 10 s, so its holder can no longer be at work.
+const SEND_CLAIM_STALE_MS: i64 = 15_000;
+/// How long a concurrent retry waits for the request sending the job's tasks: 20 × 100 ms,
+/// well inside the api's timeout.
+const ENQUEUE_POLLS: u32 = 20;
+const ENQUEUE_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// A concurrent retry found the job's tasks still being sent by another request.
+#[derive(Debug, thiserror::Error)]
+#[error("another request with this Idempotency-Key is still sending the job's tasks")]
+struct SendInProgress;
 
 /// Users previewed at once during a dry run.
 const PREVIEW_CONCURRENCY: usize = 16;
@@ -78,9 +93,6 @@ impl Api {
             }
         }
         let tasks = plan_tasks(&job_id, &request.user_ids, request.is_scoped());
-        self.data
-            .mark_erased(tenant, &request.user_ids, &request.organization_ids, now)
-            .await?;
         let retention_s = i64::from(self.config.job_retention_days) * 24 * 60 * 60;
         let job = NewJob {
             job_id: job_id.clone(),
@@ -94,12 +106,67 @@ impl Api {
             tasks_count: tasks.len(),
             created_at_ms: now,
             expires_at_s: now / 1000 + retention_s,
+            retryable: idempotency_key.is_some(),
         };
+        // The job first, not fully enqueued: the durable intent a retry finishes, and what the
+        // sweep ends should no retry come. Then the tombstones (before any 202, so access is cut
+        // when it returns), then the tasks, then the enqueued mark.
         self.control.create_job(&job).await?;
-        self.queue.send_all(&tasks).await?;
-        self.control.mark_enqueued(&job_id, super::now_ms()).await?;
+        self.data
+            .mark_erased(tenant, &request.user_ids, &request.organization_ids, now)
+            .await?;
+        let claimed_at = super::now_ms();
+        let claimed = match self
+            .control
+            .claim_send(&job_id, claimed_at, claimed_at - SEND_CLAIM_STALE_MS)
+            .await
+        {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                // The claim may have been stored and only its answer lost.
+                self.release_claim(&job_id, claimed_at).await;
+                return Err(error.into());
+            }
+        };
+        if !claimed {
+            // Another request (a concurrent retry) is sending, or has sent, these tasks.
+            self.await_enqueued(&job_id).await?;
+            return Ok(accepted(&job_id, tasks.len()));
+        }
+        if let Err(error) = self.queue.send_all(&tasks).await {
+            self.release_claim(&job_id, claimed_at).await;
+            return Err(error.into());
+        }
+        if let Err(error) = self.control.mark_enqueued(&job_id, super::now_ms()).await {
+            self.release_claim(&job_id, claimed_at).await;
+            return Err(error.into());
+        }
         tracing::info!(job_id = %job_id, tasks = tasks.len(), "job accepted");
         Ok(accepted(&job_id, tasks.len()))
+    }
+
+    /// Lets a retry send at once rather than wait for this request's claim to go stale.
+    async fn release_claim(&self, job_id: &JobId, claimed_at: i64) {
+        if let Err(error) = self.control.release_send(job_id, claimed_at).await {
+            tracing::warn!(job_id = %job_id, error = &error as &dyn std::error::Error, "could not release the send claim");
+        }
+    }
+
+    /// Waits a little for the request that holds the send claim to mark the job enqueued; a
+    /// 503 if it does not in time (the caller retries; the job says it is not fully enqueued).
+    async fn await_enqueued(&self, job_id: &JobId) -> Result<(), ApiError> {
+        for _ in 0..ENQUEUE_POLLS {
+            tokio::time::sleep(ENQUEUE_POLL_INTERVAL).await;
+            if self
+                .control
+                .get_job(job_id)
+                .await?
+                .is_some_and(|job| job.enqueued_at.is_some())
+            {
+                return Ok(());
+            }
+        }
+        Err(ApiError::Unavailable(Box::new(SendInProgress)))
     }
 
     /// Counts, per feature, what a real run would remove and rewrite; writes nothing.

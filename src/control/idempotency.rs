@@ -10,7 +10,7 @@ use crate::keys::component;
 use crate::store::entity::Tenant;
 
 /// How long a key stays bound.
-const WINDOW_SECONDS: i64 = 24 * 60 * 60;
+pub const WINDOW_SECONDS: i64 = 24 * 60 * 60;
 
 /// What claiming an idempotency key found.
 #[derive(Debug, Clone, PartialEq, Eq)]

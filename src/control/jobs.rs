@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::{key, number, string, string_set, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
-use crate::domain::task::{parse_task_id, Task, TaskKind};
+use crate::domain::task::{parse_task_id, task_id, Task, TaskKind};
 use crate::dynamo::{DynamoError, Item};
 use crate::keys::component;
 use crate::store::entity::Tenant;
@@ -37,6 +37,8 @@ pub struct NewJob {
     pub tasks_count: usize,
     pub created_at_ms: i64,
     pub expires_at_s: i64,
+    /// Accepted with an `Idempotency-Key`: a retry can still finish its acceptance.
+    pub retryable: bool,
 }
 
 /// A job as read back.
@@ -55,6 +57,12 @@ pub struct JobView {
     pub enqueued_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub last_task_completed_time: Option<i64>,
+    /// When a task last ended or paused: the sweep's measure of progress.
+    pub last_progress_at: Option<i64>,
+    /// Whether a retry with the job's `Idempotency-Key` can still finish its acceptance.
+    pub retryable: bool,
+    /// Why the job ended `failed` without running, when it did.
+    pub failure_reason: Option<String>,
     /// Per feature: items removed and rewritten.
     pub items: BTreeMap<TaskKind, Outcome>,
 }
@@ -75,6 +83,19 @@ impl JobView {
             kind == task.kind
                 && self.user_hashes.get(index) == Some(&component(task.user_id.as_str()))
         })
+    }
+
+    /// Every task id of the job, as `plan_tasks` made them.
+    pub fn task_ids(&self) -> Vec<String> {
+        let kinds: Vec<TaskKind> = TaskKind::for_scope(!self.organization_ids.is_empty()).collect();
+        (0..self.user_hashes.len())
+            .flat_map(|index| kinds.iter().map(move |kind| task_id(index, *kind)))
+            .collect()
+    }
+
+    /// Whether the job has reached a final status.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self.status, JobStatus::Queued | JobStatus::Running)
     }
 
     pub fn belongs_to(&self, tenant: &Tenant) -> bool {
@@ -120,6 +141,9 @@ impl JobView {
             enqueued_at: number(item, "enqueuedAt"),
             completed_at: number(item, "completedAt"),
             last_task_completed_time: number(item, "lastTaskCompletedTime"),
+            last_progress_at: number(item, "lastProgressAt"),
+            retryable: matches!(item.get("retryable"), Some(AttributeValue::Bool(true))),
+            failure_reason: string(item, "failureReason"),
             items,
         })
     }
@@ -136,7 +160,12 @@ impl ControlStore {
 
     /// Stores a new job; `false` when a job with this id exists already (an idempotent retry),
     /// which is left as it is.
+    ///
+    /// The job's entry in the open-jobs index is written first, so that no job ever exists
+    /// that the sweep cannot find (an entry without a job is removed by the sweep).
     pub async fn create_job(&self, job: &NewJob) -> Result<bool, DynamoError> {
+        self.put_open_entry(&job.job_id, job.created_at_ms, job.expires_at_s)
+            .await?;
         let mut item = job_key(&job.job_id);
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let n = |v: i64| AttributeValue::N(v.to_string());
@@ -155,6 +184,7 @@ impl ControlStore {
         );
         item.insert("createdAt".into(), n(job.created_at_ms));
         item.insert("expiresAt".into(), n(job.expires_at_s));
+        item.insert("retryable".into(), AttributeValue::Bool(job.retryable));
         let put = self
             .client
             .put_item()
@@ -189,16 +219,72 @@ impl ControlStore {
         Ok(output.item.as_ref().and_then(JobView::parse))
     }
 
-    /// Records that every task of the job has been sent.
+    /// Claims the sending of the job's tasks for one request, so that concurrent retries with
+    /// one `Idempotency-Key` send them once. `false` while another request's claim is fresh or
+    /// once the job is fully enqueued. A claim older than `stale_before` belongs to a request
+    /// that died (the api's timeout is far shorter), so it can be taken over.
+    pub async fn claim_send(
+        &self,
+        job_id: &JobId,
+        now_ms: i64,
+        stale_before_ms: i64,
+    ) -> Result<bool, DynamoError> {
+        let result = self
+            .update_job(job_id)
+            .update_expression("SET sendClaimedAt = :now")
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(enqueuedAt) AND \
+                 (attribute_not_exists(sendClaimedAt) OR sendClaimedAt < :stale)",
+            )
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(":stale", AttributeValue::N(stale_before_ms.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional(&error) => Ok(false),
+            Err(error) => Err(DynamoError::call("UpdateItem", error)),
+        }
+    }
+
+    /// Gives up a claim taken at `claimed_at_ms` whose sending failed, so that a retry can send
+    /// at once instead of waiting for the claim to go stale.
+    pub async fn release_send(
+        &self,
+        job_id: &JobId,
+        claimed_at_ms: i64,
+    ) -> Result<(), DynamoError> {
+        let result = self
+            .update_job(job_id)
+            .update_expression("REMOVE sendClaimedAt")
+            .condition_expression("sendClaimedAt = :mine")
+            .expression_attribute_values(":mine", AttributeValue::N(claimed_at_ms.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if is_conditional(&error) => Ok(()),
+            Err(error) => Err(DynamoError::call("UpdateItem", error)),
+        }
+    }
+
+    /// Records that every task of the job has been sent. A job whose tasks all succeeded
+    /// before this mark completes now: it could not while not fully enqueued.
     pub async fn mark_enqueued(&self, job_id: &JobId, now_ms: i64) -> Result<(), DynamoError> {
-        self.update_job(job_id)
+        let result = self
+            .update_job(job_id)
             .update_expression("SET enqueuedAt = if_not_exists(enqueuedAt, :now)")
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .return_values(ReturnValue::AllNew)
             .send()
-            .await
-            .map_err(|e| DynamoError::call("UpdateItem", e))?;
-        Ok(())
+            .await;
+        match result {
+            Err(error) if is_conditional(&error) => Err(DynamoError::call("UpdateItem", error)),
+            // A job this mark completes is not announced to the tenant's webhook (the api
+            // has no webhook queue): a known gap, DESIGN §8.
+            other => self.settle_after(other, now_ms).await.map(|_| ()),
+        }
     }
 
     /// Moves a queued job to running (a no-op in any other state).
@@ -232,7 +318,7 @@ impl ControlStore {
         let result = self
             .update_job(job_id)
             .update_expression(
-                "SET lastTaskCompletedTime = :now \
+                "SET lastTaskCompletedTime = :now, lastProgressAt = :now \
                  ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
                  DELETE failedTasks :task",
             )
@@ -259,10 +345,14 @@ impl ControlStore {
         job_id: &JobId,
         kind: TaskKind,
         outcome: Outcome,
+        now_ms: i64,
     ) -> Result<(), DynamoError> {
         self.update_job(job_id)
-            .update_expression("ADD #removed :removed, #rewritten :rewritten")
+            .update_expression(
+                "SET lastProgressAt = :now ADD #removed :removed, #rewritten :rewritten",
+            )
             .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_names("#removed", format!("removed_{kind}"))
             .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
             .expression_attribute_values(":removed", AttributeValue::N(outcome.removed.to_string()))
@@ -286,7 +376,9 @@ impl ControlStore {
     ) -> Result<Option<JobView>, DynamoError> {
         let result = self
             .update_job(job_id)
-            .update_expression("SET lastTaskCompletedTime = :now ADD failedTasks :task")
+            .update_expression(
+                "SET lastTaskCompletedTime = :now, lastProgressAt = :now ADD failedTasks :task",
+            )
             .condition_expression(
                 "attribute_exists(pk) AND NOT contains(succeededTasks, :id) \
                  AND NOT contains(failedTasks, :id)",
@@ -298,6 +390,88 @@ impl ControlStore {
             .send()
             .await;
         self.settle_after(result, now_ms).await
+    }
+
+    /// Ends a job that made no progress for longer than a task can keep retrying: every task
+    /// that has not ended is recorded as failed (whatever killed its attempts) and the job
+    /// settles `partial` or `failed`. Refused if the job moved since `job` was read, so a task
+    /// ending meanwhile is never counted as failed. A redrive of the dead letters still
+    /// completes it: a success moves its task from failed to succeeded.
+    pub async fn end_stalled(&self, job: &JobView, now_ms: i64) -> Result<(), DynamoError> {
+        let open: Vec<String> = job
+            .task_ids()
+            .into_iter()
+            .filter(|id| !job.succeeded.contains(id) && !job.failed.contains(id))
+            .collect();
+        // Jobs the sweep settles are not announced to the tenant's webhook: DESIGN §8.
+        if open.is_empty() {
+            return self.settle(job, now_ms).await.map(|_| ());
+        }
+        let progress_guard = match job.last_progress_at {
+            Some(_) => "lastProgressAt = :seen",
+            None => "attribute_not_exists(lastProgressAt)",
+        };
+        let mut update = self
+            .update_job(&job.job_id)
+            .update_expression("SET lastTaskCompletedTime = :now ADD failedTasks :open")
+            .condition_expression(format!(
+                "jobStatus IN (:queued, :running) AND attribute_exists(enqueuedAt) AND {progress_guard}"
+            ))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(":open", AttributeValue::Ss(open))
+            .expression_attribute_values(":queued", AttributeValue::S(JobStatus::Queued.as_str().into()))
+            .expression_attribute_values(
+                ":running",
+                AttributeValue::S(JobStatus::Running.as_str().into()),
+            )
+            .return_values(ReturnValue::AllNew);
+        if let Some(seen) = job.last_progress_at {
+            update =
+                update.expression_attribute_values(":seen", AttributeValue::N(seen.to_string()));
+        }
+        self.settle_after(update.send().await, now_ms)
+            .await
+            .map(|_| ())
+    }
+
+    /// Ends `failed`, with `reason`, a job whose acceptance never finished (not every task was
+    /// sent) and that no retry can finish any more. Refused if it got enqueued meanwhile.
+    pub async fn fail_unaccepted(
+        &self,
+        job_id: &JobId,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<bool, DynamoError> {
+        let result = self
+            .update_job(job_id)
+            .update_expression(
+                "SET jobStatus = :failed, failureReason = :reason, completedAt = :now",
+            )
+            .condition_expression(
+                "attribute_exists(pk) AND attribute_not_exists(enqueuedAt) AND \
+                 jobStatus IN (:queued, :running)",
+            )
+            .expression_attribute_values(
+                ":failed",
+                AttributeValue::S(JobStatus::Failed.as_str().into()),
+            )
+            .expression_attribute_values(":reason", AttributeValue::S(reason.to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(
+                ":queued",
+                AttributeValue::S(JobStatus::Queued.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":running",
+                AttributeValue::S(JobStatus::Running.as_str().into()),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_conditional(&error) => Ok(false),
+            Err(error) => Err(DynamoError::call("UpdateItem", error)),
+        }
     }
 
     async fn settle_after(
@@ -318,13 +492,20 @@ impl ControlStore {
 
     /// Sets the final status the job's counts imply, exactly once for that snapshot: the
     /// condition pins the counts it was derived from and refuses a repeat. Returns the job as
-    /// settled when this call's update won, so that exactly one caller announces it.
-    async fn settle(&self, job: &JobView, now_ms: i64) -> Result<Option<JobView>, DynamoError> {
+    /// settled when this call's update won, so that exactly one caller announces it. Also called
+    /// with a snapshot read back, when an earlier settling step may have been lost (a crash or a
+    /// DynamoDB error between a task's record and its settling).
+    pub async fn settle(&self, job: &JobView, now_ms: i64) -> Result<Option<JobView>, DynamoError> {
         let progress = job.progress();
         let Some(status) = progress.settled_status() else {
             return Ok(None);
         };
         if status == job.status {
+            return Ok(None);
+        }
+        if status == JobStatus::Completed && job.enqueued_at.is_none() {
+            // Not every task is known to be sent: the enqueued mark settles it (CONTRACT §1.3:
+            // such a job is never reported complete).
             return Ok(None);
         }
         let failed_guard = if progress.failed == 0 {

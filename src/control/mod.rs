@@ -1,14 +1,16 @@
-//! The control table: tenants and their credentials, jobs and their progress, idempotency
-//! records and rate-limit windows. All access to it lives here.
+//! The control table: tenants and their credentials, jobs and their progress, the open-jobs
+//! index, idempotency records and rate-limit windows. All access to it lives here.
 
 mod idempotency;
 mod jobs;
+mod open_jobs;
 mod rate_limit;
 mod report;
 mod tenants;
 
-pub use idempotency::Claim;
+pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
 pub use jobs::{JobView, NewJob};
+pub use open_jobs::OpenEntry;
 pub use tenants::{generate_auth_token, Webhook};
 
 use aws_sdk_dynamodb::types::AttributeValue;

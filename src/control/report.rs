@@ -35,6 +35,7 @@ impl JobView {
             "fullyEnqueued": self.enqueued_at.is_some(),
             "createdAt": self.created_at,
             "completedAt": self.completed_at,
+            "failureReason": self.failure_reason,
             "items": items,
         })
     }

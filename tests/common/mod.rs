@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod emulators;
+pub mod faults;
 pub mod policy;
 pub mod receiver;
 pub mod recorder;
@@ -87,10 +88,7 @@ impl TestEnv {
             task_queue_url: queues.task_queue_url.clone(),
             rate_limit_per_minute,
             job_retention_days: 30,
-            export_token_key: erasure::config::ExportTokenKey::parse(
-                "export-token-key-for-tests-only-0123456789",
-            )
-            .unwrap(),
+            export_token_key: export_token_key(),
         };
         let api = Api::new(
             control.clone(),
@@ -357,4 +355,9 @@ impl std::io::Write for Buffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The key that seals export page tokens in tests.
+pub fn export_token_key() -> erasure::config::ExportTokenKey {
+    erasure::config::ExportTokenKey::parse("export-token-key-for-tests-only-0123456789").unwrap()
 }

@@ -1,0 +1,34 @@
+//! The `sweeper` Lambda: run on a schedule, ends the jobs that would otherwise stay open for ever
+//! (`erasure::sweep`).
+
+use erasure::config::SweeperConfig;
+use erasure::control::ControlStore;
+use erasure::sweep::{Bounds, Sweeper};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    erasure::telemetry::init();
+    let config = SweeperConfig::from_env()?;
+    let aws = erasure::aws::config(erasure::aws::sweeper_timeouts()).await;
+    // Clients are built once per cold start and lent to every invocation.
+    let sweeper = Sweeper::new(
+        ControlStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.control_table),
+        Bounds::for_queue(config.max_receive_count),
+    );
+    // The scheduled event carries nothing the sweep needs.
+    lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| {
+        let sweeper = &sweeper;
+        async move {
+            let report = sweeper.sweep(erasure::api::now_ms()).await?;
+            Ok::<_, Error>(serde_json::json!({
+                "open": report.open,
+                "stalled": report.stalled,
+                "unfinished": report.unfinished,
+                "closed": report.closed,
+            }))
+        }
+    }))
+    .await
+}

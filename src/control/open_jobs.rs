@@ -1,0 +1,104 @@
+//! The open-jobs index: one small item per job not yet settled, under a few fixed partitions,
+//! so that the sweep finds every open job by key (no Scan, no GSI). Written before its job;
+//! removed by the sweep once the job has settled, or when it names a job that never got written.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{key, number, string, ControlStore};
+use crate::domain::ids::JobId;
+use crate::dynamo::{DynamoError, Item};
+use crate::keys::component;
+
+/// Partitions of the index: a job goes to the one its id's hash names, so that accepting
+/// jobs spreads its writes; the sweep reads all of them.
+pub const SHARDS: u32 = 16;
+
+fn shard_pk(shard: u32) -> String {
+    format!("OPEN#{shard:x}")
+}
+
+fn entry_key(job_id: &JobId) -> Item {
+    let hash = component(job_id.as_str());
+    let shard = u32::from_str_radix(&hash[..1], 16).unwrap_or(0) % SHARDS;
+    key(shard_pk(shard), &format!("JOB#{job_id}"))
+}
+
+/// A job the index lists as open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenEntry {
+    pub job_id: JobId,
+    pub created_at: i64,
+}
+
+impl ControlStore {
+    /// Lists the job as open (idempotent: a retry writes the same item).
+    pub(super) async fn put_open_entry(
+        &self,
+        job_id: &JobId,
+        created_at_ms: i64,
+        expires_at_s: i64,
+    ) -> Result<(), DynamoError> {
+        let mut item = entry_key(job_id);
+        item.insert("jobId".into(), AttributeValue::S(job_id.to_string()));
+        item.insert(
+            "createdAt".into(),
+            AttributeValue::N(created_at_ms.to_string()),
+        );
+        // The entry never outlives the job it names.
+        item.insert(
+            "expiresAt".into(),
+            AttributeValue::N(expires_at_s.to_string()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("PutItem", e))?;
+        Ok(())
+    }
+
+    /// Every job the index lists as open, shard by shard.
+    pub async fn open_jobs(&self) -> Result<Vec<OpenEntry>, DynamoError> {
+        let mut entries = Vec::new();
+        for shard in 0..SHARDS {
+            let mut start = None;
+            loop {
+                let page = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", AttributeValue::S(shard_pk(shard)))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(|e| DynamoError::call("Query", e))?;
+                entries.extend(page.items().iter().filter_map(|item| {
+                    Some(OpenEntry {
+                        job_id: JobId::parse(&string(item, "jobId")?).ok()?,
+                        created_at: number(item, "createdAt")?,
+                    })
+                }));
+                match page.last_evaluated_key {
+                    Some(key) if !key.is_empty() => start = Some(key),
+                    _ => break,
+                }
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Removes a job from the index.
+    pub async fn close_open_entry(&self, job_id: &JobId) -> Result<(), DynamoError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(entry_key(job_id)))
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("DeleteItem", e))?;
+        Ok(())
+    }
+}
