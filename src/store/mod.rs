@@ -41,6 +41,7 @@ impl StoreError {
 pub struct DataStore {
     client: Client,
     table: String,
+    tuning: erase::Tuning,
 }
 
 /// Parallel single-item writes (tombstones) in flight at once.
@@ -77,7 +78,14 @@ impl DataStore {
         Self {
             client,
             table: table.into(),
+            tuning: erase::Tuning::default(),
         }
+    }
+
+    /// The same store, erasing with `tuning` (how much of a task runs at once).
+    pub fn with_tuning(mut self, tuning: erase::Tuning) -> Self {
+        self.tuning = tuning;
+        self
     }
 
     /// Stores entities with their reference items. Refused whole, before anything is written,
