@@ -4,6 +4,7 @@
 pub mod entity;
 pub mod erase;
 pub mod fixture;
+pub mod synthetic;
 
 use std::collections::{HashMap, HashSet};
 
