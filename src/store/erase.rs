@@ -25,6 +25,7 @@ use super::entity::{
     annotation_of_comment_key, reference_kind_prefix, reference_prefix, Entity, Key, Tenant,
 };
 use super::{entity_item, reference_keys, DataStore, StoreError};
+use crate::config::ConfigError;
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::task::TaskKind;
 use crate::dynamo::{self, DynamoError, Item};
@@ -61,15 +62,17 @@ impl Default for Tuning {
 }
 
 impl Tuning {
-    /// The tuning named by `ERASE_PAGES_IN_FLIGHT` (1–64), or the default; a bad value fails.
-    pub fn from_env() -> Result<Self, String> {
-        match std::env::var("ERASE_PAGES_IN_FLIGHT") {
+    /// The tuning named by `ERASE_PAGES_IN_FLIGHT` (1–64), or the default; read at cold start.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        const NAME: &str = "ERASE_PAGES_IN_FLIGHT";
+        match std::env::var(NAME) {
             Err(_) => Ok(Self::default()),
             Ok(raw) => match raw.parse::<usize>() {
                 Ok(n) if (1..=64).contains(&n) => Ok(Self { pages_in_flight: n }),
-                _ => Err(format!(
-                    "ERASE_PAGES_IN_FLIGHT must be 1 to 64, not {raw:?}"
-                )),
+                _ => Err(ConfigError::Invalid {
+                    name: NAME,
+                    reason: format!("must be a whole number from 1 to 64, not {raw:?}"),
+                }),
             },
         }
     }
@@ -369,11 +372,17 @@ impl DataStore {
                     });
                 }
                 let swept: Vec<u64> = stream::iter(chunk)
-                    .map(|(annotation, marker)| self.sweep(tenant, annotation, marker))
+                    .map(|(annotation, _)| self.sweep(tenant, annotation))
                     .buffer_unordered(READ_CONCURRENCY)
                     .try_collect()
                     .await?;
                 outcome.removed += swept.into_iter().sum::<u64>();
+                // The markers go last, once their sweeps are done: in batches, not one by one.
+                let markers = chunk
+                    .iter()
+                    .map(|(_, marker)| dynamo::delete_request(marker))
+                    .collect();
+                dynamo::batch_write(&self.client, &self.table, markers).await?;
                 progressed = true;
             }
         }
@@ -653,14 +662,9 @@ impl DataStore {
     }
 
     /// Sweeps one annotation whose comments a task removed: the reactions of comments that are
-    /// gone, and the annotation with its views once it has no comment left; then its marker.
-    /// One consistent Query reads the annotation and everything under it.
-    async fn sweep(
-        &self,
-        tenant: &Tenant,
-        annotation: &Key,
-        marker: &Key,
-    ) -> Result<u64, StoreError> {
+    /// gone, and the annotation with its views once it has no comment left (its marker is the
+    /// caller's to delete, after). One consistent Query reads the annotation and what is under it.
+    async fn sweep(&self, tenant: &Tenant, annotation: &Key) -> Result<u64, StoreError> {
         // Hash components have a fixed length, so this prefix matches only the annotation and
         // the entities under it.
         let items = dynamo::query_all(
@@ -708,14 +712,7 @@ impl DataStore {
                 })
                 .collect(),
         };
-        let removed = self.remove(tenant, &removals, &HashSet::new()).await?;
-        dynamo::batch_write(
-            &self.client,
-            &self.table,
-            vec![dynamo::delete_request(marker)],
-        )
-        .await?;
-        Ok(removed)
+        self.remove(tenant, &removals, &HashSet::new()).await
     }
 
     /// Rewrites the entity at `key` as the deleter says, conditioned on the version read, so a
