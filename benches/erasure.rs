@@ -1,50 +1,74 @@
-//! `cargo bench --bench erasure` (or `make bench`, which starts the emulators): measures, against
-//! dynalite (DynamoDB) and moto (SQS) on loopback,
+//! `cargo bench --bench erasure` (or `make bench`, which starts the emulators): measures,
+//! against dynalite (DynamoDB) and moto (SQS) on loopback, in one run:
 //!
-//! a. that erasing a user costs what the user owns, not what the tenant holds: the same target
-//!    user erased next to a small and a large amount of other users' data;
-//! b. erasure throughput for one user owning many items;
-//! c. the latency of the API's `POST /v2/users/data/delete` (1 and 100 users) and of the status
-//!    endpoint.
+//! - P1: the worker's path (the nine tasks of one user at once, `DataStore::erase`) erasing a
+//!   100,000-entity user, against a plain loop (Query the user's references, BatchWriteItem-
+//!   delete references and targets, 8 batches in flight) on the same emulator and an identical
+//!   user: entities/s and DynamoDB calls per entity for both, and their ratio (goal ≥ 0.9);
+//! - P2: the same 5,000-entity user erased next to 10k and next to 1M background items (goal:
+//!   ratio ≤ 1.2, cost follows the user);
+//! - P3: the 202's p99 against the two calls a durable acceptance needs at the least (one
+//!   PutItem, one SendMessage), in process (goal ≤ 1.3); and the 100-user and status latencies;
+//! - P4: the peak RSS (VmHWM) of a process running the worker's path on the P1 user (goal
+//!   ≤ 64 MiB);
+//! - cost growth: entities/s for users of 100, 1k, 10k and 100k entities.
 //!
-//! Needs `ERASURE_BENCH_DYNAMODB_ENDPOINT` and `ERASURE_BENCH_SQS_ENDPOINT`.
-//! `ERASURE_BENCH_SCALE` (default 1) multiplies the data sizes.
-//! Each run makes its own tables and queues, and deletes them at the end.
+//! Each erasure arm runs in a child process (this binary again, `ERASURE_BENCH_ARM`), so its
+//! peak RSS is its own. Needs `ERASURE_BENCH_DYNAMODB_ENDPOINT` and `ERASURE_BENCH_SQS_ENDPOINT`.
+//! `ERASURE_BENCH_SCALE` (default 1) multiplies the data sizes; `ERASE_PAGES_IN_FLIGHT` tunes
+//! the engine as it tunes the worker. Each run makes its own tables and queues and deletes them.
 
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_types::config_bag::ConfigBag;
 use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
 use erasure::control::ControlStore;
 use erasure::domain::ids::{ApiKey, JobId, UserId};
-use erasure::domain::task::{plan_tasks, TaskKind};
+use erasure::domain::task::TaskKind;
+use erasure::dynamo;
 use erasure::features::deleter;
 use erasure::infra;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::{self as e, Entity, Tenant};
-use erasure::store::erase::Outcome;
+use erasure::store::entity::{Entity, Tenant};
+use erasure::store::erase::{Outcome, Tuning};
+use erasure::store::synthetic::{background_document, user_world};
 use erasure::store::DataStore;
-use futures::{stream, StreamExt, TryStreamExt};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
 
 const API_KEY: &str = "bench-api-key";
 const AUTH_TOKEN: &str = "bench-auth-token";
 const ORG: &str = "org-bench";
 
-/// Documents of a target user; each holds 10 entities naming them (6 more outside documents).
-const TARGET_DOCUMENTS: usize = 19;
-/// Target users erased per background size (the median is reported).
-const TARGETS_PER_SIZE: usize = 9;
-/// Entities of a background document.
-const BACKGROUND_PER_DOCUMENT: usize = 12;
-/// Background documents per `DataStore::write` call, and such calls in flight.
-const DOCUMENTS_PER_WRITE: usize = 20;
-const WRITES_IN_FLIGHT: usize = 4;
+/// P1's user, and the largest of the growth table.
+const P1_ENTITIES: usize = 100_000;
+/// P2's user and backgrounds (items, reference items included).
+const P2_ENTITIES: usize = 5_000;
+const P2_SMALL_ITEMS: usize = 10_000;
+const P2_LARGE_ITEMS: usize = 1_000_000;
+/// P2 users erased per background size (the median is reported).
+const P2_TARGETS: usize = 3;
+const GROWTH: [usize; 3] = [100, 1_000, 10_000];
+/// The plain loop's batches in flight.
+const LOOP_IN_FLIGHT: usize = 8;
 /// API requests measured per case, after a few unmeasured warm-up requests.
-const API_REQUESTS: usize = 50;
+const API_REQUESTS: usize = 100;
 const API_WARMUP: usize = 5;
-/// Requests with 100 users: 100 tombstones, the job, and 100 task messages (one per user) in 10
-/// SendMessageBatch calls. moto takes tens of milliseconds per batch, so these are fewer.
-const API_REQUESTS_MANY: usize = 20;
+/// Requests with 100 users (moto takes tens of milliseconds per SendMessageBatch).
+const API_REQUESTS_MANY: usize = 10;
+
+const GOAL_P1: f64 = 0.9;
+const GOAL_P2: f64 = 1.2;
+const GOAL_P3: f64 = 1.3;
+const GOAL_P4_MIB: f64 = 64.0;
 
 fn endpoint(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -78,6 +102,180 @@ fn user(id: &str) -> UserId {
     UserId::parse(id).expect("bench user ids are valid")
 }
 
+/// Counts the DynamoDB calls a client makes (once per operation, whatever its retries).
+#[derive(Debug, Clone, Default)]
+struct Calls(Arc<AtomicU64>);
+
+impl Intercept for Calls {
+    fn name(&self) -> &'static str {
+        "bench-call-counter"
+    }
+
+    fn read_before_execution(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+fn counted(client: &aws_sdk_dynamodb::Client) -> (aws_sdk_dynamodb::Client, Calls) {
+    let calls = Calls::default();
+    let config = client
+        .config()
+        .to_builder()
+        .interceptor(calls.clone())
+        .build();
+    (aws_sdk_dynamodb::Client::from_conf(config), calls)
+}
+
+/// Erases every feature of `user` as the worker runs one user's message: its nine tasks at once.
+async fn erase_user(data: &DataStore, tenant: &Tenant, user: &UserId) -> Outcome {
+    let outcomes = futures::future::try_join_all(
+        TaskKind::ALL.map(|kind| data.erase(tenant, user, deleter(kind), &[])),
+    )
+    .await
+    .expect("erase");
+    let mut total = Outcome::default();
+    for outcome in outcomes {
+        total += outcome;
+    }
+    total
+}
+
+/// The plain loop P1 compares with: every reference of the user, and its target, deleted in
+/// 25-item batches, `LOOP_IN_FLIGHT` at once; reading the next page while they are written.
+/// Returns the references it followed.
+async fn plain_loop(client: &aws_sdk_dynamodb::Client, table: &str, pk: &str) -> u64 {
+    let mut in_flight = FuturesUnordered::new();
+    let mut start = None;
+    let mut followed = 0;
+    let mut pending = Vec::new();
+    loop {
+        let page = dynamo::query_prefix(client, table, pk, "REF#", 100, start, false)
+            .await
+            .expect("query references");
+        for item in &page.items {
+            let key = dynamo::item_key(item).expect("a key");
+            let target = match (item.get("targetPk"), item.get("targetSk")) {
+                (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => {
+                    erasure::store::entity::Key {
+                        pk: pk.clone(),
+                        sk: sk.clone(),
+                    }
+                }
+                _ => panic!("a reference without a target"),
+            };
+            pending.push(dynamo::delete_request(&key));
+            pending.push(dynamo::delete_request(&target));
+            followed += 1;
+        }
+        let last = page.next.is_none();
+        while pending.len() >= 25 || (last && !pending.is_empty()) {
+            let chunk: Vec<_> = pending.drain(..pending.len().min(25)).collect();
+            in_flight.push(dynamo::batch_write(client, table, chunk));
+            while in_flight.len() >= LOOP_IN_FLIGHT {
+                in_flight
+                    .next()
+                    .await
+                    .expect("a batch")
+                    .expect("batch write");
+            }
+        }
+        match page.next {
+            Some(next) => start = Some(next),
+            None => break,
+        }
+    }
+    while let Some(done) = in_flight.next().await {
+        done.expect("batch write");
+    }
+    followed
+}
+
+/// What a child process measured for one arm.
+#[derive(Debug, Clone, Copy)]
+struct Arm {
+    seconds: f64,
+    calls: u64,
+    rss_kib: u64,
+}
+
+impl Arm {
+    fn per_second(&self, entities: usize) -> f64 {
+        entities as f64 / self.seconds
+    }
+
+    fn calls_per_entity(&self, entities: usize) -> f64 {
+        self.calls as f64 / entities as f64
+    }
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The child's side: runs one arm on `table` for `user`, prints `seconds calls rss_kib`.
+async fn child(arm: &str, table: &str, target: &str) {
+    let (dynamodb, _) = infra::emulator_clients(
+        &endpoint("ERASURE_BENCH_DYNAMODB_ENDPOINT"),
+        &endpoint("ERASURE_BENCH_SQS_ENDPOINT"),
+    )
+    .await;
+    let (client, calls) = counted(&dynamodb);
+    let tenant = Tenant::from_api_key(API_KEY);
+    let started = Instant::now();
+    match arm {
+        "engine" => {
+            let tuning = Tuning::from_env().expect("ERASE_PAGES_IN_FLIGHT");
+            let data = DataStore::new(client, table).with_tuning(tuning);
+            erase_user(&data, &tenant, &user(target)).await;
+        }
+        "loop" => {
+            plain_loop(&client, table, &tenant.user_partition(target)).await;
+        }
+        other => panic!("unknown arm {other}"),
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!(
+        "{seconds} {} {}",
+        calls.0.load(Ordering::Relaxed),
+        peak_rss_kib()
+    );
+}
+
+/// Runs one arm in a child process (this binary again).
+fn run_arm(arm: &str, table: &str, target: &str) -> Arm {
+    let output = Command::new(std::env::current_exe().expect("the bench binary"))
+        .env("ERASURE_BENCH_ARM", arm)
+        .env("ERASURE_BENCH_ARM_TABLE", table)
+        .env("ERASURE_BENCH_ARM_USER", target)
+        .output()
+        .expect("run the arm");
+    assert!(
+        output.status.success(),
+        "the {arm} arm failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = String::from_utf8_lossy(&output.stdout);
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    Arm {
+        seconds: fields[0].parse().expect("seconds"),
+        calls: fields[1].parse().expect("calls"),
+        rss_kib: fields[2].parse().expect("rss"),
+    }
+}
+
 struct Bench {
     dynamodb: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
@@ -90,9 +288,11 @@ struct Bench {
 
 impl Bench {
     async fn new() -> Self {
-        let dynamodb_endpoint = endpoint("ERASURE_BENCH_DYNAMODB_ENDPOINT");
-        let sqs_endpoint = endpoint("ERASURE_BENCH_SQS_ENDPOINT");
-        let (dynamodb, sqs) = infra::emulator_clients(&dynamodb_endpoint, &sqs_endpoint).await;
+        let (dynamodb, sqs) = infra::emulator_clients(
+            &endpoint("ERASURE_BENCH_DYNAMODB_ENDPOINT"),
+            &endpoint("ERASURE_BENCH_SQS_ENDPOINT"),
+        )
+        .await;
         let tables = Tables {
             data: unique("bench-data"),
             control: unique("bench-control"),
@@ -138,40 +338,43 @@ impl Bench {
         }
     }
 
-    /// Writes entities through the write path, `DOCUMENTS_PER_WRITE` documents per call.
-    async fn write_all(&self, batches: Vec<Vec<Entity>>) {
-        stream::iter(batches)
+    /// Seeds a user owning `n` entities; returns how long it took.
+    async fn seed_user(&self, id: &str, n: usize) -> Duration {
+        let started = Instant::now();
+        let batches = user_world(ORG, id, n);
+        futures::stream::iter(batches)
             .map(|batch| self.data.write(&self.tenant, batch))
-            .buffer_unordered(WRITES_IN_FLIGHT)
-            .try_collect::<Vec<()>>()
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
             .await
-            .expect("write entities");
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .expect("seed a user");
+        started.elapsed()
     }
 
     /// Grows the background to documents `from..to`; returns how long it took.
     async fn grow_background(&self, from: usize, to: usize) -> Duration {
         let started = Instant::now();
-        let docs: Vec<usize> = (from..to).collect();
-        let batches = docs
-            .chunks(DOCUMENTS_PER_WRITE)
-            .map(|chunk| chunk.iter().flat_map(|&d| background_document(d)).collect())
+        let batches: Vec<Vec<Entity>> = (from..to)
+            .collect::<Vec<_>>()
+            .chunks(100)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .flat_map(|&d| background_document(ORG, d))
+                    .collect()
+            })
             .collect();
-        self.write_all(batches).await;
+        futures::stream::iter(batches)
+            .map(|batch| self.data.write(&self.tenant, batch))
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, _>>()
+            .expect("grow the background");
         started.elapsed()
-    }
-
-    /// Erases every feature of `user`, one kind after the other, as the worker's tasks would.
-    async fn erase_user(&self, user: &UserId) -> (Duration, Outcome) {
-        let started = Instant::now();
-        let mut outcome = Outcome::default();
-        for kind in TaskKind::ALL {
-            outcome += self
-                .data
-                .erase(&self.tenant, user, deleter(kind), &[])
-                .await
-                .expect("erase");
-        }
-        (started.elapsed(), outcome)
     }
 
     /// Panics unless no reference of `user` is left (not timed).
@@ -218,6 +421,30 @@ impl Bench {
         elapsed
     }
 
+    /// The floor of a durable acceptance: one PutItem (the job) and one SendMessage (its
+    /// tasks), one after the other, as bare SDK calls.
+    async fn bare_acceptance(&self, round: usize) -> Duration {
+        let started = Instant::now();
+        self.dynamodb
+            .put_item()
+            .table_name(&self.tables.control)
+            .item("pk", AttributeValue::S(format!("BENCH#{round}")))
+            .item("sk", AttributeValue::S("JOB".into()))
+            .item("tasksCount", AttributeValue::N("9".into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .expect("put item");
+        self.sqs
+            .send_message()
+            .queue_url(&self.queues.task_queue_url)
+            .message_body(format!("{{\"jobId\":\"bench{round}\",\"tasks\":[]}}"))
+            .send()
+            .await
+            .expect("send message");
+        started.elapsed()
+    }
+
     /// Empties the task queue (not timed): moto's SendMessageBatch slows down as its queue
     /// grows, which would measure the emulator instead of the API.
     async fn purge_queue(&self) {
@@ -242,301 +469,16 @@ impl Bench {
     }
 }
 
-/// One document of other users' data: 12 entities, among them a membership that grows the
-/// organization's partition. None of them names a target user.
-fn background_document(d: usize) -> Vec<Entity> {
-    let doc = format!("bg-doc-{d}");
-    let a = format!("bg-user-{}", d % 997);
-    // Never the same user as `a`: one document access each.
-    let b = format!("bg-user-{}", (d % 997 + 1 + d % 13) % 997);
-    let ann = format!("bg-ann-{d}");
-    let comment = format!("bg-c-{d}");
-    vec![
-        Entity::Member(e::Member {
-            organization_id: ORG.into(),
-            user_id: format!("bg-member-{d}"),
-            access_role: "editor".into(),
-        }),
-        Entity::Document(e::Document {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            folder_id: None,
-        }),
-        access(&doc, &a),
-        access(&doc, &b),
-        contact(None, Some(&doc), &b),
-        Entity::Annotation(e::Annotation {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            annotation_id: ann.clone(),
-            assigned_to: Some(b.clone()),
-            resolved_by: None,
-        }),
-        comment_entity(
-            &doc,
-            &ann,
-            &comment,
-            &a,
-            &b,
-            format!("{{{{{b}}}}} please look"),
-        ),
-        Entity::CommentReaction(e::CommentReaction {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            annotation_id: ann.clone(),
-            comment_id: comment,
-            emoji: "👍".into(),
-            user_id: b.clone(),
-        }),
-        Entity::DocumentReaction(e::DocumentReaction {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            reaction_id: format!("bg-r-{d}"),
-            emoji: "🎉".into(),
-            user_id: a.clone(),
-        }),
-        Entity::Recording(e::Recording {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            recording_id: format!("bg-rec-{d}"),
-            from: a.clone(),
-            url: format!("https://example.com/{d}.webm"),
-        }),
-        Entity::Notification(e::Notification {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            notification_id: format!("bg-n-{d}"),
-            to: b.clone(),
-            from: a.clone(),
-            text: format!("{{{{{a}}}}} mentioned you"),
-        }),
-        Entity::View(e::View {
-            organization_id: ORG.into(),
-            document_id: doc,
-            annotation_id: ann,
-            user_id: b,
-        }),
-    ]
+/// Items (entities and their reference items) of one background document.
+fn items_per_background_document() -> usize {
+    background_document(ORG, 0)
+        .iter()
+        .map(|e| 1 + e.references().len())
+        .sum()
 }
 
-fn access(doc: &str, user: &str) -> Entity {
-    Entity::DocumentAccess(e::DocumentAccess {
-        organization_id: ORG.into(),
-        document_id: doc.into(),
-        user_id: user.into(),
-        access_role: "editor".into(),
-        expires_at: None,
-    })
-}
-
-fn contact(folder: Option<&str>, doc: Option<&str>, user: &str) -> Entity {
-    Entity::Contact(e::Contact {
-        organization_id: ORG.into(),
-        folder_id: folder.map(Into::into),
-        document_id: doc.map(Into::into),
-        user_id: user.into(),
-    })
-}
-
-fn comment_entity(doc: &str, ann: &str, id: &str, from: &str, to: &str, text: String) -> Entity {
-    Entity::Comment(e::Comment {
-        organization_id: ORG.into(),
-        document_id: doc.into(),
-        annotation_id: ann.into(),
-        comment_id: id.into(),
-        from: from.into(),
-        text,
-        to: vec![to.into()],
-        tagged_user_contacts: Vec::new(),
-    })
-}
-
-fn names(entity: &Entity, user: &str) -> bool {
-    entity.users().contains(&user)
-}
-
-fn profile(user: &str) -> Entity {
-    Entity::Profile(e::Profile {
-        user_id: user.into(),
-        name: format!("Name of {user}"),
-        email: format!("{user}@example.com"),
-        photo_url: None,
-    })
-}
-
-/// A target user's world: the entities that name them (196: profile, membership, group, folder
-/// access, contacts, document access, comments, mentions, reactions, notifications, recordings,
-/// views), plus the entities around them they do not own (documents, other users' comments
-/// mentioning them, co-workers' profiles). Returns (entities, how many name the target).
-fn target_world(target: &str) -> (Vec<Entity>, usize) {
-    let co: Vec<String> = (0..3).map(|k| format!("{target}-co{k}")).collect();
-    let mut entities: Vec<Entity> = co.iter().map(|u| profile(u)).collect();
-    let folder = format!("{target}-folder");
-    let group = format!("{target}-group");
-    let mut owned = vec![
-        profile(target),
-        Entity::Member(e::Member {
-            organization_id: ORG.into(),
-            user_id: target.into(),
-            access_role: "editor".into(),
-        }),
-        Entity::GroupMember(e::GroupMember {
-            organization_id: ORG.into(),
-            group_id: group.clone(),
-            user_id: target.into(),
-        }),
-        Entity::FolderAccess(e::FolderAccess {
-            organization_id: ORG.into(),
-            folder_id: folder.clone(),
-            user_id: target.into(),
-            access_role: "viewer".into(),
-        }),
-        contact(Some(&folder), None, target),
-        contact(None, None, target),
-    ];
-    entities.push(Entity::UserGroup(e::UserGroup {
-        organization_id: ORG.into(),
-        group_id: group,
-    }));
-    entities.push(Entity::Folder(e::Folder {
-        organization_id: ORG.into(),
-        folder_id: folder,
-    }));
-    for i in 0..TARGET_DOCUMENTS {
-        let doc = format!("{target}-doc{i}");
-        let ann = format!("{target}-ann{i}");
-        let mate = &co[i % co.len()];
-        let own_comment = format!("{target}-c{i}");
-        let their_comment = format!("{target}-m{i}");
-        entities.push(Entity::Document(e::Document {
-            organization_id: ORG.into(),
-            document_id: doc.clone(),
-            folder_id: None,
-        }));
-        entities.push(access(&doc, mate));
-        // Another user's comment that mentions the target: rewritten, not removed.
-        entities.push(comment_entity(
-            &doc,
-            &ann,
-            &their_comment,
-            mate,
-            target,
-            format!("{{{{{target}}}}} can you check?"),
-        ));
-        owned.extend([
-            access(&doc, target),
-            contact(None, Some(&doc), target),
-            Entity::Annotation(e::Annotation {
-                organization_id: ORG.into(),
-                document_id: doc.clone(),
-                annotation_id: ann.clone(),
-                assigned_to: Some(target.into()),
-                resolved_by: None,
-            }),
-            comment_entity(
-                &doc,
-                &ann,
-                &own_comment,
-                target,
-                mate,
-                format!("{{{{{mate}}}}} see this"),
-            ),
-            Entity::CommentReaction(e::CommentReaction {
-                organization_id: ORG.into(),
-                document_id: doc.clone(),
-                annotation_id: ann.clone(),
-                comment_id: their_comment,
-                emoji: "👍".into(),
-                user_id: target.into(),
-            }),
-            Entity::DocumentReaction(e::DocumentReaction {
-                organization_id: ORG.into(),
-                document_id: doc.clone(),
-                reaction_id: format!("{target}-r{i}"),
-                emoji: "🎉".into(),
-                user_id: target.into(),
-            }),
-            Entity::Recording(e::Recording {
-                organization_id: ORG.into(),
-                document_id: doc.clone(),
-                recording_id: format!("{target}-rec{i}"),
-                from: target.into(),
-                url: format!("https://example.com/{target}/{i}.webm"),
-            }),
-            Entity::Notification(e::Notification {
-                organization_id: ORG.into(),
-                document_id: doc.clone(),
-                notification_id: format!("{target}-n{i}"),
-                to: target.into(),
-                from: mate.clone(),
-                text: format!("{{{{{mate}}}}} mentioned you"),
-            }),
-            Entity::View(e::View {
-                organization_id: ORG.into(),
-                document_id: doc,
-                annotation_id: ann,
-                user_id: target.into(),
-            }),
-        ]);
-    }
-    let count = owned.len() + entities.iter().filter(|e| names(e, target)).count();
-    entities.extend(owned);
-    (entities, count)
-}
-
-/// A user owning `n` entities: half document access (one per document), half comments (ten
-/// per annotation, so the annotations go too). Returns (entities, how many name the user).
-fn bulk_world(user: &str, n: usize) -> (Vec<Vec<Entity>>, usize) {
-    let accesses = n / 2;
-    let comments = n - accesses;
-    let mut batches = Vec::new();
-    let mut owned = 0;
-    let docs: Vec<usize> = (0..accesses.max(comments.div_ceil(10))).collect();
-    for chunk in docs.chunks(DOCUMENTS_PER_WRITE * 5) {
-        let mut batch = Vec::new();
-        for &d in chunk {
-            let doc = format!("{user}-doc{d}");
-            batch.push(Entity::Document(e::Document {
-                organization_id: ORG.into(),
-                document_id: doc.clone(),
-                folder_id: None,
-            }));
-            if d < accesses {
-                batch.push(access(&doc, user));
-                owned += 1;
-            }
-            let first = d * 10;
-            if first < comments {
-                let ann = format!("{user}-ann{d}");
-                batch.push(Entity::Annotation(e::Annotation {
-                    organization_id: ORG.into(),
-                    document_id: doc.clone(),
-                    annotation_id: ann.clone(),
-                    assigned_to: None,
-                    resolved_by: None,
-                }));
-                for c in first..(first + 10).min(comments) {
-                    batch.push(Entity::Comment(e::Comment {
-                        organization_id: ORG.into(),
-                        document_id: doc.clone(),
-                        annotation_id: ann.clone(),
-                        comment_id: format!("c{c}"),
-                        from: user.into(),
-                        text: format!("comment {c}"),
-                        to: Vec::new(),
-                        tagged_user_contacts: Vec::new(),
-                    }));
-                    owned += 1;
-                }
-            }
-        }
-        batches.push(batch);
-    }
-    (batches, owned)
-}
-
-fn median(values: &mut [Duration]) -> Duration {
-    values.sort();
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
@@ -564,232 +506,256 @@ fn latency_row(name: &str, mut samples: Vec<Duration>) {
     );
 }
 
-/// Seeds `TARGETS_PER_SIZE` fresh target users, erases each, and returns the erase times and
-/// the outcome of one of them.
-async fn erase_targets(bench: &Bench, label: &str) -> (Vec<Duration>, Outcome, usize) {
-    let targets: Vec<String> = (0..TARGETS_PER_SIZE)
-        .map(|i| format!("target-{label}-{i}"))
-        .collect();
-    let mut owned = 0;
-    for target in &targets {
-        let (entities, count) = target_world(target);
-        owned = count;
-        bench.write_all(vec![entities]).await;
+/// Erases `n`-entity user `id` in a child process, checks nothing of theirs is left.
+async fn measured_erase(bench: &Bench, id: &str, n: usize, arm: &str) -> Arm {
+    bench.seed_user(id, n).await;
+    let measured = run_arm(arm, &bench.tables.data, id);
+    bench.assert_erased(&user(id)).await;
+    measured
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "MISSED"
     }
-    let mut times = Vec::new();
-    let mut last = Outcome::default();
-    for target in &targets {
-        let target = user(target);
-        let (elapsed, outcome) = bench.erase_user(&target).await;
-        bench.assert_erased(&target).await;
-        times.push(elapsed);
-        last = outcome;
-    }
-    (times, last, owned)
 }
 
 async fn run() {
     let scale = scale();
-    let small_entities = scaled(10_000, scale);
-    let large_entities = scaled(100_000, scale);
-    let bulk_items = scaled(5_000, scale);
-    let small_docs = small_entities.div_ceil(BACKGROUND_PER_DOCUMENT);
-    let large_docs = large_entities.div_ceil(BACKGROUND_PER_DOCUMENT);
     let total = Instant::now();
     let bench = Bench::new().await;
+    let p1_entities = scaled(P1_ENTITIES, scale);
+    let p2_entities = scaled(P2_ENTITIES, scale);
+    let per_doc = items_per_background_document();
+    let small_docs = scaled(P2_SMALL_ITEMS, scale).div_ceil(per_doc);
+    let large_docs = scaled(P2_LARGE_ITEMS, scale).div_ceil(per_doc);
+    let pages = Tuning::from_env()
+        .expect("ERASE_PAGES_IN_FLIGHT")
+        .pages_in_flight;
     eprintln!(
-        "erasure bench: scale {scale}, data table {}, queue {}",
-        bench.tables.data, bench.queues.task_queue_url
+        "erasure bench: scale {scale}, pages in flight {pages}, data table {}",
+        bench.tables.data
     );
 
-    // a. Cost follows the user.
-    eprintln!(
-        "a. seeding {} background entities…",
-        small_docs * BACKGROUND_PER_DOCUMENT
-    );
-    let seed_small = bench.grow_background(0, small_docs).await;
-    // An unmeasured round first: the first erasures of a process pay for connections and the
-    // emulator's warm-up, which would flatter the larger size.
-    eprintln!("   warming up…");
-    erase_targets(&bench, "warmup").await;
-    eprintln!("   erasing {TARGETS_PER_SIZE} target users…");
-    let (mut small_times, small_outcome, owned) = erase_targets(&bench, "small").await;
-    eprintln!(
-        "   growing the background to {} entities…",
-        large_docs * BACKGROUND_PER_DOCUMENT
-    );
-    let seed_large = bench.grow_background(small_docs, large_docs).await;
-    eprintln!("   erasing {TARGETS_PER_SIZE} target users…");
-    let (mut large_times, large_outcome, _) = erase_targets(&bench, "large").await;
-    assert_eq!(
-        (small_outcome.removed, small_outcome.rewritten),
-        (large_outcome.removed, large_outcome.rewritten),
-        "both sizes must erase the same amount"
-    );
+    // Warm-up: connections, the emulator's JIT, the child binary in the page cache.
+    eprintln!("warming up…");
+    measured_erase(&bench, "warmup", 2_000, "engine").await;
 
-    // b. Throughput.
+    // P1 and P4: the same user twice, one per arm (the loop first, then the engine).
     eprintln!(
-        "b. seeding a user owning {bulk_items} entities… ({:.1} s)",
+        "P1: seeding two users of {p1_entities} entities… ({:.0} s)",
         total.elapsed().as_secs_f64()
     );
-    let bulk_user = "bulk-user";
-    let (batches, bulk_owned) = bulk_world(bulk_user, bulk_items);
-    let seed_bulk = Instant::now();
-    bench.write_all(batches).await;
-    let seed_bulk = seed_bulk.elapsed();
-    eprintln!("   erasing them… ({:.1} s)", total.elapsed().as_secs_f64());
-    let (bulk_time, bulk_outcome) = bench.erase_user(&user(bulk_user)).await;
-    bench.assert_erased(&user(bulk_user)).await;
-
-    // c. API latency.
+    let seed_p1 = bench.seed_user("p1-loop", p1_entities).await;
+    bench.seed_user("p1-engine", p1_entities).await;
     eprintln!(
-        "   done in {:.1} s. c. API latency ({API_REQUESTS} requests with 1 user, \
-         {API_REQUESTS_MANY} with 100)…",
+        "   seeded each in about {:.1} s; the plain loop… ({:.0} s)",
+        seed_p1.as_secs_f64(),
         total.elapsed().as_secs_f64()
     );
+    let plain = run_arm("loop", &bench.tables.data, "p1-loop");
+    bench.assert_erased(&user("p1-loop")).await;
+    eprintln!(
+        "   the worker's path… ({:.0} s)",
+        total.elapsed().as_secs_f64()
+    );
+    let engine = run_arm("engine", &bench.tables.data, "p1-engine");
+    bench.assert_erased(&user("p1-engine")).await;
+
+    // Cost growth.
+    let mut growth = Vec::new();
+    for base in GROWTH {
+        let n = scaled(base, scale);
+        eprintln!("growth: a user of {n} entities…");
+        growth.push((
+            n,
+            measured_erase(&bench, &format!("growth-{n}"), n, "engine").await,
+        ));
+    }
+    growth.push((p1_entities, engine));
+
+    // P2: cost follows the user.
+    eprintln!(
+        "P2: background of {} items… ({:.0} s)",
+        small_docs * per_doc,
+        total.elapsed().as_secs_f64()
+    );
+    bench.grow_background(0, small_docs).await;
+    let mut small = Vec::new();
+    for i in 0..P2_TARGETS {
+        small.push(measured_erase(&bench, &format!("p2-small-{i}"), p2_entities, "engine").await);
+    }
+    eprintln!(
+        "   growing the background to {} items… ({:.0} s)",
+        large_docs * per_doc,
+        total.elapsed().as_secs_f64()
+    );
+    let grow_large = bench.grow_background(small_docs, large_docs).await;
+    let mut large = Vec::new();
+    for i in 0..P2_TARGETS {
+        large.push(measured_erase(&bench, &format!("p2-large-{i}"), p2_entities, "engine").await);
+    }
+
+    // P3: the 202 path against its floor.
+    eprintln!("P3: API latency… ({:.0} s)", total.elapsed().as_secs_f64());
     let mut one_user = Vec::new();
-    let mut hundred_users = Vec::new();
+    let mut floor = Vec::new();
     let mut job_ids = Vec::new();
     for round in 0..API_WARMUP + API_REQUESTS {
+        // Interleaved, so both see the same emulator load.
         let (elapsed, job_id) = bench.start_job(&[format!("api-one-{round}")]).await;
+        let bare = bench.bare_acceptance(round).await;
         if round >= API_WARMUP {
             one_user.push(elapsed);
+            floor.push(bare);
         }
         job_ids.push(job_id);
         bench.purge_queue().await;
     }
+    let mut hundred_users = Vec::new();
     for round in 0..API_REQUESTS_MANY {
         let users: Vec<String> = (0..100).map(|k| format!("api-many-{round}-{k}")).collect();
-        let (elapsed, job_id) = bench.start_job(&users).await;
+        let (elapsed, _) = bench.start_job(&users).await;
         hundred_users.push(elapsed);
-        job_ids.push(job_id);
-        bench.purge_queue().await;
-    }
-    // The 100-user path's two parts alone, to tell the API's cost from the emulators'.
-    let mut tombstones_alone = Vec::new();
-    let mut sends_alone = Vec::new();
-    let queue = TaskQueue::new(bench.sqs.clone(), &bench.queues.task_queue_url);
-    for round in 0..API_REQUESTS_MANY {
-        let users: Vec<UserId> = (0..100)
-            .map(|k| user(&format!("floor-{round}-{k}")))
-            .collect();
-        let started = Instant::now();
-        bench
-            .data
-            .mark_erased(&bench.tenant, &users, &[], 0)
-            .await
-            .expect("tombstones");
-        tombstones_alone.push(started.elapsed());
-        let tasks = plan_tasks(&JobId::generate(), &users, false);
-        let started = Instant::now();
-        queue.send_all(&tasks).await.expect("send");
-        sends_alone.push(started.elapsed());
         bench.purge_queue().await;
     }
     let mut status = Vec::new();
-    for (round, job_id) in job_ids.iter().enumerate() {
-        let elapsed = bench.job_status(job_id).await;
-        if round >= API_WARMUP {
-            status.push(elapsed);
-        }
+    for job_id in job_ids.iter().skip(API_WARMUP) {
+        status.push(bench.job_status(job_id).await);
     }
     bench.tear_down().await;
 
     // Report.
-    let small_median = median(&mut small_times);
-    let large_median = median(&mut large_times);
-    let rule = "-".repeat(92);
+    let rule = "-".repeat(100);
+    let p1 = engine.per_second(p1_entities) / plain.per_second(p1_entities);
+    let mut small_rates: Vec<f64> = small.iter().map(|a| a.seconds).collect();
+    let mut large_rates: Vec<f64> = large.iter().map(|a| a.seconds).collect();
+    let (small_median, large_median) = (median(&mut small_rates), median(&mut large_rates));
+    let p2 = large_median / small_median;
+    one_user.sort();
+    floor.sort();
+    let p3 = ms(quantile(&one_user, 0.99)) / ms(quantile(&floor, 0.99));
+    let p4 = engine.rss_kib as f64 / 1024.0;
     println!();
-    println!("erasure benchmark — dynalite + moto on loopback, release build, scale {scale}");
+    println!(
+        "erasure benchmark — dynalite + moto on loopback, release build, scale {scale}, \
+         {pages} pages in flight per task"
+    );
     println!("{rule}");
     println!(
-        "a. Cost follows the user: erase one target user ({owned} entities naming them; all 9 \
-         kinds, sequential)"
+        "  {:<4} {:<58} {:>12} {:>8} {:>7}",
+        "", "what", "measured", "goal", ""
     );
     println!(
-        "   each erase: {} entities removed, {} rewritten; median of {TARGETS_PER_SIZE} fresh \
-         target users per size",
-        small_outcome.removed, small_outcome.rewritten
+        "  {:<4} {:<58} {:>12.2} {:>8} {:>7}",
+        "P1",
+        "worker's path / plain BatchWriteItem loop, entities/s",
+        p1,
+        format!("≥ {GOAL_P1}"),
+        verdict(p1 >= GOAL_P1)
     );
     println!(
-        "  {:<26} {:>12} {:>11} {:>11} {:>11}",
-        "background (other users)", "seed time s", "median ms", "min ms", "max ms"
+        "  {:<4} {:<58} {:>12.2} {:>8} {:>7}",
+        "P2",
+        format!(
+            "{p2_entities}-entity user next to {} / next to {} items",
+            large_docs * per_doc,
+            small_docs * per_doc
+        ),
+        p2,
+        format!("≤ {GOAL_P2}"),
+        verdict(p2 <= GOAL_P2)
     );
-    for (entities, seed, times, median) in [
-        (
-            small_docs * BACKGROUND_PER_DOCUMENT,
-            seed_small,
-            &small_times,
-            small_median,
-        ),
-        (
-            large_docs * BACKGROUND_PER_DOCUMENT,
-            seed_small + seed_large,
-            &large_times,
-            large_median,
-        ),
+    println!(
+        "  {:<4} {:<58} {:>12.2} {:>8} {:>7}",
+        "P3",
+        "p99 of the 202 (1 user) / p99 of PutItem + SendMessage",
+        p3,
+        format!("≤ {GOAL_P3}"),
+        verdict(p3 <= GOAL_P3)
+    );
+    println!(
+        "  {:<4} {:<58} {:>12} {:>8} {:>7}",
+        "P4",
+        format!("peak RSS (VmHWM) of the worker's path on the {p1_entities}-entity user"),
+        format!("{p4:.1} MiB"),
+        format!("≤ {GOAL_P4_MIB}"),
+        verdict(p4 <= GOAL_P4_MIB)
+    );
+    println!("{rule}");
+    println!("P1 in detail: one user of {p1_entities} entities (half document access, half comments, ten per annotation)");
+    println!(
+        "  {:<44} {:>10} {:>12} {:>16} {:>10}",
+        "arm", "seconds", "entities/s", "calls per entity", "peak RSS"
+    );
+    for (name, arm) in [
+        ("worker's path (9 tasks at once)", engine),
+        ("plain loop (Query + BatchWriteItem, 8 in flight)", plain),
     ] {
         println!(
-            "  {:<26} {:>12.1} {:>11.1} {:>11.1} {:>11.1}",
-            format!("{entities} entities"),
-            seed.as_secs_f64(),
-            ms(median),
-            ms(times[0]),
-            ms(*times.last().unwrap()),
+            "  {:<44} {:>10.2} {:>12.0} {:>16.3} {:>7.1} MiB",
+            name,
+            arm.seconds,
+            arm.per_second(p1_entities),
+            arm.calls_per_entity(p1_entities),
+            arm.rss_kib as f64 / 1024.0
         );
     }
+    println!("{rule}");
+    println!("Cost growth: the worker's path on users of growing size");
     println!(
-        "  ratio large/small (median): {:.2}   (background grew {:.1}x)",
-        large_median.as_secs_f64() / small_median.as_secs_f64(),
-        (large_docs as f64) / (small_docs as f64)
+        "  {:<12} {:>10} {:>12} {:>16} {:>10}",
+        "entities", "seconds", "entities/s", "calls per entity", "peak RSS"
     );
+    for (n, arm) in &growth {
+        println!(
+            "  {:<12} {:>10.3} {:>12.0} {:>16.3} {:>7.1} MiB",
+            n,
+            arm.seconds,
+            arm.per_second(*n),
+            arm.calls_per_entity(*n),
+            arm.rss_kib as f64 / 1024.0
+        );
+    }
     println!("{rule}");
     println!(
-        "b. Throughput: one user owning {bulk_owned} entities ({} document access, {} comments)",
-        bulk_items / 2,
-        bulk_owned - bulk_items / 2
-    );
-    let handled = bulk_outcome.removed + bulk_outcome.rewritten;
-    println!(
-        "  seeded in {:.1} s; erased in {:.2} s: {} entities removed (incl. emptied annotations), \
-         {} rewritten",
-        seed_bulk.as_secs_f64(),
-        bulk_time.as_secs_f64(),
-        bulk_outcome.removed,
-        bulk_outcome.rewritten
-    );
-    println!(
-        "  throughput: {:.0} entities/s ({:.0} of the user's entities/s; each also had its \
-         reference item deleted)",
-        handled as f64 / bulk_time.as_secs_f64(),
-        bulk_owned as f64 / bulk_time.as_secs_f64()
+        "P2 in detail: median of {P2_TARGETS} users per size: {:.3} s next to {} items, {:.3} s next to {} items (background grown in {:.0} s)",
+        small_median,
+        small_docs * per_doc,
+        large_median,
+        large_docs * per_doc,
+        grow_large.as_secs_f64()
     );
     println!("{rule}");
-    println!("c. API latency (Api::handle in process; DynamoDB and SQS calls over loopback)");
-    println!(
-        "   one task message per user: 1 user = 1 message, 100 users = 100 messages in 10 \
-         SendMessageBatch calls (moto: tens of ms each)"
-    );
+    println!("P3 in detail: Api::handle in process; DynamoDB and SQS over loopback");
     println!(
         "  {:<44} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "request", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean ms"
     );
     latency_row("POST delete, 1 user (9 tasks, 1 message)", one_user);
+    latency_row("  floor: PutItem + SendMessage, bare", floor);
     latency_row(
         "POST delete, 100 users (900 tasks, 100 msgs)",
         hundred_users,
     );
-    latency_row("  of which 100 tombstones alone", tombstones_alone);
-    latency_row("  of which 10 SendMessageBatch alone", sends_alone);
     latency_row("POST delete/status", status);
     println!("{rule}");
     println!("total run time: {:.1} s", total.elapsed().as_secs_f64());
 }
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .expect("tokio runtime")
-        .block_on(run());
+        .expect("tokio runtime");
+    match std::env::var("ERASURE_BENCH_ARM") {
+        Ok(arm) => {
+            let table = std::env::var("ERASURE_BENCH_ARM_TABLE").expect("the arm's table");
+            let target = std::env::var("ERASURE_BENCH_ARM_USER").expect("the arm's user");
+            runtime.block_on(child(&arm, &table, &target));
+        }
+        Err(_) => runtime.block_on(run()),
+    }
 }

@@ -114,8 +114,12 @@ pub fn delete_request(key: &Key) -> WriteRequest {
         .build()
 }
 
+/// Waits before retrying unprocessed items: exponential, with jitter (half to all of it), so the tasks a
+/// throttled partition slowed down do not all come back at the same moment.
 async fn backoff(round: u32) {
-    tokio::time::sleep(Duration::from_millis(10u64 << round.min(7))).await;
+    let ceiling = 10u64 << round.min(7);
+    let wait = rand::random_range(ceiling / 2..=ceiling);
+    tokio::time::sleep(Duration::from_millis(wait)).await;
 }
 
 /// Writes every request, 25 to a batch, several batches at once, retrying what DynamoDB leaves

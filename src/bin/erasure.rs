@@ -16,6 +16,7 @@ use erasure::queue::TaskQueue;
 use erasure::store::entity::Tenant;
 use erasure::store::export::{Cursors, ExportData};
 use erasure::store::fixture::Fixture;
+use erasure::store::synthetic::Synthetic;
 use erasure::store::DataStore;
 use erasure::webhook::signing;
 use erasure::webhook::url_policy::{UrlPolicy, WebhookUrl};
@@ -46,13 +47,17 @@ enum Command {
     /// Manage tenants (API keys and their auth tokens).
     #[command(subcommand)]
     Tenant(TenantCommand),
-    /// Load a fixture file (CONTRACT §4) into the data store for one API key.
+    /// Load a fixture file (CONTRACT §4) into the data store for one API key, or with
+    /// `--synthetic` a generated world of any size.
     Seed {
-        file: std::path::PathBuf,
+        #[arg(required_unless_present = "synthetic")]
+        file: Option<std::path::PathBuf>,
         #[arg(long)]
         api_key: String,
         #[command(flatten)]
         tables: TableArgs,
+        #[command(flatten)]
+        synthetic: SyntheticArgs,
     },
     /// Create the tables and queues (local stack); prints the task queue URL last.
     #[command(subcommand)]
@@ -152,6 +157,26 @@ async fn export(dynamodb: aws_sdk_dynamodb::Client, args: ExportArgs) -> Result<
     });
     println!("{}", serde_json::to_string_pretty(&document)?);
     Ok(())
+}
+
+#[derive(Args)]
+struct SyntheticArgs {
+    /// Generate the data instead of reading a file: users `synthetic-<t>-<i>` in organization
+    /// `synthetic-org`, next to other users' documents.
+    #[arg(long, conflicts_with = "file")]
+    synthetic: bool,
+    /// Tenants: the API key alone when 1, else `<api-key>-0` … `<api-key>-<n-1>`.
+    #[arg(long, default_value_t = 1, requires = "synthetic")]
+    tenants: usize,
+    /// Users per tenant.
+    #[arg(long, default_value_t = 10, requires = "synthetic")]
+    users: usize,
+    /// Entities each user owns (half document access, half comments).
+    #[arg(long, default_value_t = 1000, requires = "synthetic")]
+    entities_per_user: usize,
+    /// Other users' entities per tenant.
+    #[arg(long, default_value_t = 10_000, requires = "synthetic")]
+    background: usize,
 }
 
 #[derive(Subcommand)]
@@ -262,10 +287,44 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             );
         }
         Command::Seed {
+            synthetic: args,
+            api_key: key,
+            tables,
+            ..
+        } if args.synthetic => {
+            let store = DataStore::new(dynamodb, tables.data_table);
+            let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(
+                "{spinner} {pos} entities written ({per_sec})",
+            )?);
+            let keys: Vec<String> = match args.tenants {
+                1 => vec![key],
+                n => (0..n).map(|t| format!("{key}-{t}")).collect(),
+            };
+            let mut total = 0;
+            for (t, key) in keys.iter().enumerate() {
+                let world = Synthetic {
+                    organization: "synthetic-org".into(),
+                    users: args.users,
+                    user_prefix: format!("synthetic-{t}"),
+                    entities_per_user: args.entities_per_user,
+                    background: args.background,
+                };
+                let tenant = Tenant::from_api_key(api_key(key)?.as_str());
+                total += world.seed(&store, &tenant, |n| bar.inc(n as u64)).await?;
+            }
+            bar.finish_and_clear();
+            println!(
+                "seeded {total} synthetic entities in {} tenant(s)",
+                keys.len()
+            );
+        }
+        Command::Seed {
             file,
             api_key: key,
             tables,
+            ..
         } => {
+            let file = file.ok_or("a fixture file or --synthetic is needed")?;
             let fixture = Fixture::parse(&std::fs::read_to_string(&file)?)?;
             let tenant = Tenant::from_api_key(api_key(&key)?.as_str());
             let bar = ProgressBar::new_spinner().with_style(ProgressStyle::with_template(

@@ -7,6 +7,7 @@ use erasure::config::WorkerConfig;
 use erasure::control::ControlStore;
 use erasure::queue::TaskQueue;
 use erasure::sqs_event;
+use erasure::store::erase::Tuning;
 use erasure::store::DataStore;
 use erasure::webhook::queue::NotificationQueue;
 use erasure::worker::Worker;
@@ -22,7 +23,7 @@ async fn main() -> Result<(), Error> {
     // Clients are built once per cold start and lent to every invocation.
     let mut worker = Worker::new(
         ControlStore::new(dynamodb.clone(), &config.tables.control),
-        DataStore::new(dynamodb, &config.tables.data),
+        DataStore::new(dynamodb, &config.tables.data).with_tuning(Tuning::from_env()?),
         TaskQueue::new(sqs.clone(), &config.task_queue_url),
         config.max_receive_count,
     );

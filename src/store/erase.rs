@@ -1,12 +1,18 @@
 //! The erasure engine: follows a user's reference items of one feature, in the job's scope, and
 //! carries out what the feature's deleter decides for each entity they lead to.
 //!
-//! Every step is idempotent and ordered so that a crash at any point leaves the user's own
-//! reference in place until the entity it leads to is dealt with: a retry finds it again.
-//! The order for a removal is: the other users' references to the entity and to the entities
-//! under it, then the entities under it, then the entity, then the user's own reference.
+//! Every step is idempotent and ordered so that a crash at any point leaves something in the
+//! user's partition that leads a retry back to what is left: the user's own reference stays
+//! until the entity it leads to is dealt with, and a *sweep marker* stays until the annotation
+//! a removed comment leaves behind has been looked at (see [`DataStore::erase_until`]).
+//!
+//! Calls per entity stay near the floor of a plain BatchWriteItem loop: one Query and one
+//! consistent BatchGetItem per page of 100 references, 25-item BatchWriteItems for the deletes,
+//! and no read per removed entity. A comment's reactions and the annotation it may leave empty
+//! are found by one Query per annotation, once per scope, after the pages (not one per comment).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -19,21 +25,58 @@ use super::entity::{
     annotation_of_comment_key, reference_kind_prefix, reference_prefix, Entity, Key, Tenant,
 };
 use super::{entity_item, reference_keys, DataStore, StoreError};
+use crate::config::ConfigError;
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::task::TaskKind;
 use crate::dynamo::{self, DynamoError, Item};
-use crate::features::{Deleter, Effect};
+use crate::features::{deleter, Deleter, Effect};
+use crate::keys::component;
 
 /// References read and dealt with at a time (BatchGetItem's limit).
 const PAGE: i32 = 100;
-/// Pages of one task dealt with at once.
-const PAGES_IN_FLIGHT: usize = 4;
-/// Subtree reads and annotation sweeps in flight at once.
+/// Subtree reads (dry runs) and annotation sweeps in flight at once.
 const READ_CONCURRENCY: usize = 16;
 /// Rewrites in flight at once.
 const REWRITE_CONCURRENCY: usize = 16;
 /// Attempts at a rewrite that keeps meeting a concurrent writer.
 const REWRITE_ATTEMPTS: u32 = 20;
+/// Annotations swept between two looks at the deadline.
+const SWEEP_CHUNK: usize = 64;
+/// The `entity` attribute of a sweep marker.
+const SWEEP_MARKER: &str = "Sweep";
+
+/// How much of one task runs at once: configuration, so it can follow the table's capacity
+/// (docs/SCALING.md says what each costs on AWS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    /// Pages of one task dealt with at once (each page also has its own batches in flight).
+    pub pages_in_flight: usize,
+}
+
+impl Default for Tuning {
+    /// Measured on dynalite with `make bench` (docs/PERFORMANCE.md): 4 pages keep the emulator
+    /// busy; more only queue.
+    fn default() -> Self {
+        Self { pages_in_flight: 4 }
+    }
+}
+
+impl Tuning {
+    /// The tuning named by `ERASE_PAGES_IN_FLIGHT` (1–64), or the default; read at cold start.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        const NAME: &str = "ERASE_PAGES_IN_FLIGHT";
+        match std::env::var(NAME) {
+            Err(_) => Ok(Self::default()),
+            Ok(raw) => match raw.parse::<usize>() {
+                Ok(n) if (1..=64).contains(&n) => Ok(Self { pages_in_flight: n }),
+                _ => Err(ConfigError::Invalid {
+                    name: NAME,
+                    reason: format!("must be a whole number from 1 to 64, not {raw:?}"),
+                }),
+            },
+        }
+    }
+}
 
 /// What erasing (or previewing) one feature of one user did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -65,10 +108,11 @@ impl Pass {
     }
 }
 
-/// A reference item, read.
+/// A reference item, read; or a sweep marker, whose target is an annotation to sweep.
 struct Reference {
     key: Key,
     target: Key,
+    marker: bool,
 }
 
 fn parse_reference(item: &Item) -> Option<Reference> {
@@ -82,6 +126,7 @@ fn parse_reference(item: &Item) -> Option<Reference> {
             pk: string("targetPk")?,
             sk: string("targetSk")?,
         },
+        marker: string("entity").as_deref() == Some(SWEEP_MARKER),
     })
 }
 
@@ -114,6 +159,61 @@ fn scope_prefixes(deleter: &dyn Deleter, organizations: &[OrganizationId]) -> Ve
     }
 }
 
+/// Whether more than one task can reach this entity to remove it, so that only a delete that
+/// finds it may count it: an entity that goes with its parent (a comment's reaction, an
+/// annotation's view, the annotation itself, which every comment author's task may sweep), or
+/// one that several users' tasks remove (a notification to one user from another). Every other
+/// entity is removed by exactly one task — the one of the single user whose reference says
+/// `Remove` — so the task's consistent read of it is its count, and it goes in a batch.
+fn contested(entity: &Entity) -> bool {
+    if matches!(
+        entity,
+        Entity::Annotation(_) | Entity::View(_) | Entity::CommentReaction(_)
+    ) {
+        return true;
+    }
+    let removers = entity
+        .references()
+        .into_iter()
+        .filter(|(user, kind)| {
+            UserId::parse(*user)
+                .is_ok_and(|u| matches!(deleter(*kind).effect(entity, &u), Effect::Remove))
+        })
+        .count();
+    removers > 1
+}
+
+/// The sweep marker of `annotation` among the references whose key is `reference`: it sorts in
+/// the same scope (so the same task, in the same organization, finds it) and differs from
+/// every reference key (its hash covers a tag no target key has).
+fn sweep_marker(reference: &Key, annotation: &Key) -> Key {
+    // A reference's sort key is `REF#<kind>#<scope>#<hash>`: the marker keeps all but the hash.
+    let scope_end = reference
+        .sk
+        .rmatch_indices('#')
+        .next()
+        .map_or(reference.sk.len(), |(i, _)| i + 1);
+    Key {
+        pk: reference.pk.clone(),
+        sk: format!(
+            "{}{}",
+            &reference.sk[..scope_end],
+            component(&format!(
+                "sweep\u{0}{}\u{0}{}",
+                annotation.pk, annotation.sk
+            ))
+        ),
+    }
+}
+
+fn marker_item(marker: &Key, annotation: &Key) -> Item {
+    let mut item = dynamo::key_item(marker);
+    item.insert("entity".into(), AttributeValue::S(SWEEP_MARKER.into()));
+    item.insert("targetPk".into(), AttributeValue::S(annotation.pk.clone()));
+    item.insert("targetSk".into(), AttributeValue::S(annotation.sk.clone()));
+    item
+}
+
 /// An entity to remove, with the entities under it.
 struct Removal {
     key: Key,
@@ -129,9 +229,49 @@ struct PagePlan {
     rewrites: Vec<(Key, Option<u64>)>,
     /// The user's own references of the page, which go last.
     own_references: Vec<Key>,
-    /// Annotations of comments already gone (a crashed earlier attempt removed them): still to
-    /// be swept if they have no comment left.
-    unswept: Vec<Key>,
+    /// Annotations to sweep, each with the marker to store first: of the comments the page
+    /// removes, and of comments already gone (a crash, or a delete behind the store's back).
+    sweeps: Vec<(Key, Key)>,
+    /// Markers an earlier pass stored, met among the references: their annotations to sweep.
+    met: Vec<(Key, Key)>,
+}
+
+/// The annotations a scope's pass must sweep before it moves on: each has a durable marker.
+#[derive(Default)]
+struct Sweeps {
+    marked: Mutex<HashMap<Key, Key>>,
+}
+
+impl Sweeps {
+    fn unmarked(&self, wanted: &[(Key, Key)]) -> Vec<(Key, Key)> {
+        let marked = self.marked.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fresh: Vec<(Key, Key)> = wanted
+            .iter()
+            .filter(|(annotation, _)| !marked.contains_key(annotation))
+            .cloned()
+            .collect();
+        fresh.sort();
+        fresh.dedup();
+        fresh
+    }
+
+    fn insert(&self, done: impl IntoIterator<Item = (Key, Key)>) {
+        self.marked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(done);
+    }
+
+    fn into_sorted(self) -> Vec<(Key, Key)> {
+        let mut all: Vec<(Key, Key)> = self
+            .marked
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .collect();
+        all.sort();
+        all
+    }
 }
 
 impl DataStore {
@@ -153,11 +293,18 @@ impl DataStore {
     /// organization in `organizations`; 0 when unscoped), stopping between pages once
     /// `deadline` has passed. Work done is never undone: the references dealt with are gone.
     ///
+    /// Each position (one organization's references) is read page by page, several pages
+    /// dealt with at once; then the annotations its removed comments may have left empty are
+    /// swept, once each. Before a page deletes the user's reference to a comment, a sweep
+    /// marker for the comment's annotation is stored among the user's references; the sweep
+    /// deletes it last. So a pass that stops (deadline or crash) before its sweep leaves the
+    /// markers for the next pass, which meets them in the same range and sweeps them.
+    ///
     /// Every pass makes progress, whatever the deadline: it stops only after a page that held
-    /// references, and a position it reports is past every organization it finished. So a
-    /// chain of passes, each resuming where the last stopped, always reaches the end, even
-    /// when every deadline has already passed (an organization with nothing left costs one
-    /// empty Query and is never read again by the chain).
+    /// references (markers alone do not count: they are swept first) or after a chunk of
+    /// sweeps, and a position it reports is past every organization it finished. So a chain
+    /// of passes, each resuming where the last stopped, always reaches the end, even when
+    /// every deadline has already passed.
     pub async fn erase_until(
         &self,
         tenant: &Tenant,
@@ -168,45 +315,81 @@ impl DataStore {
         deadline: Option<Instant>,
     ) -> Result<Pass, StoreError> {
         let mut outcome = Outcome::default();
-        let mut pages_with_work = 0;
-        let mut resume_at = None;
+        let mut progressed = false;
+        let past_deadline =
+            |progressed: bool| progressed && deadline.is_some_and(|d| Instant::now() >= d);
         let pk = tenant.user_partition(user.as_str());
-        // Pages are read one after another (each starts where the last ended) and dealt with
-        // several at once: their references are distinct, and every write is idempotent.
-        let mut in_flight = FuturesUnordered::new();
         let prefixes = scope_prefixes(deleter, organizations);
-        'prefixes: for (position, prefix) in prefixes.iter().enumerate().skip(from) {
-            let mut start = None;
-            loop {
-                if pages_with_work > 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                    // The pages of this prefix read so far are dealt with before the pass
-                    // returns, so resuming at the prefix's start skips nothing.
-                    resume_at = Some(position);
-                    break 'prefixes;
-                }
-                let (references, next) = self.next_references(&pk, prefix, start).await?;
-                if !references.is_empty() {
-                    pages_with_work += 1;
-                    in_flight.push(async move {
-                        let plan = self.plan_page(user, deleter, references).await?;
-                        self.carry_out(tenant, user, deleter, plan).await
-                    });
-                }
-                while in_flight.len() >= PAGES_IN_FLIGHT {
-                    if let Some(done) = in_flight.next().await {
-                        outcome += done?;
+        for (position, prefix) in prefixes.iter().enumerate().skip(from) {
+            let sweeps = Sweeps::default();
+            let mut paused = false;
+            {
+                // Pages are read one after another (each starts where the last ended) and dealt
+                // with several at once: their references are distinct, every write idempotent.
+                let mut in_flight = FuturesUnordered::new();
+                let mut start = None;
+                loop {
+                    if past_deadline(progressed) {
+                        // The pages read so far are dealt with before the pass returns, and
+                        // their markers stay: resuming at the prefix's start skips nothing.
+                        paused = true;
+                        break;
+                    }
+                    let (references, next) = self.next_references(&pk, prefix, start).await?;
+                    progressed |= references.iter().any(|r| !r.marker);
+                    if !references.is_empty() {
+                        let sweeps = &sweeps;
+                        in_flight.push(async move {
+                            let plan = self.plan_page(user, deleter, references, false).await?;
+                            self.carry_out(tenant, user, deleter, plan, sweeps).await
+                        });
+                    }
+                    while in_flight.len() >= self.tuning.pages_in_flight {
+                        if let Some(done) = in_flight.next().await {
+                            outcome += done?;
+                        }
+                    }
+                    match next {
+                        Some(next) => start = Some(next),
+                        None => break,
                     }
                 }
-                match next {
-                    Some(next) => start = Some(next),
-                    None => break,
+                while let Some(done) = in_flight.next().await {
+                    outcome += done?;
                 }
             }
+            if paused {
+                return Ok(Pass {
+                    outcome,
+                    resume_at: Some(position),
+                });
+            }
+            for chunk in sweeps.into_sorted().chunks(SWEEP_CHUNK) {
+                if past_deadline(progressed) {
+                    return Ok(Pass {
+                        outcome,
+                        resume_at: Some(position),
+                    });
+                }
+                let swept: Vec<u64> = stream::iter(chunk)
+                    .map(|(annotation, _)| self.sweep(tenant, annotation))
+                    .buffer_unordered(READ_CONCURRENCY)
+                    .try_collect()
+                    .await?;
+                outcome.removed += swept.into_iter().sum::<u64>();
+                // The markers go last, once their sweeps are done: in batches, not one by one.
+                let markers = chunk
+                    .iter()
+                    .map(|(_, marker)| dynamo::delete_request(marker))
+                    .collect();
+                dynamo::batch_write(&self.client, &self.table, markers).await?;
+                progressed = true;
+            }
         }
-        while let Some(done) = in_flight.next().await {
-            outcome += done?;
-        }
-        Ok(Pass { outcome, resume_at })
+        Ok(Pass {
+            outcome,
+            resume_at: None,
+        })
     }
 
     /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.
@@ -294,8 +477,8 @@ impl DataStore {
         Ok((references, page.next))
     }
 
-    /// Reads one page of references under `prefix` and plans it; returns where the next
-    /// page starts.
+    /// Reads one page of references under `prefix` and plans it as a dry run would (with the
+    /// entities under each removal); returns where the next page starts.
     async fn next_plan(
         &self,
         user: &UserId,
@@ -305,44 +488,65 @@ impl DataStore {
         start: Option<Item>,
     ) -> Result<(PagePlan, Option<Item>), StoreError> {
         let (references, next) = self.next_references(pk, prefix, start).await?;
-        let plan = self.plan_page(user, deleter, references).await?;
+        let plan = self.plan_page(user, deleter, references, true).await?;
         Ok((plan, next))
     }
 
+    /// Reads a page's targets (consistently: a stale read must never let a task delete its
+    /// reference while the entity still names the user) and decides for each. `subtrees` reads
+    /// the entities under each removal (dry runs count them); erasure leaves them to the sweep.
     async fn plan_page(
         &self,
         user: &UserId,
         deleter: &dyn Deleter,
         references: Vec<Reference>,
+        subtrees: bool,
     ) -> Result<PagePlan, StoreError> {
+        let mut plan = PagePlan::default();
+        let (markers, references): (Vec<Reference>, Vec<Reference>) =
+            references.into_iter().partition(|r| r.marker);
+        plan.met = markers.into_iter().map(|m| (m.target, m.key)).collect();
         let targets: Vec<Key> = references.iter().map(|r| r.target.clone()).collect();
         let mut stored: HashMap<Key, Stored> = HashMap::new();
-        for item in dynamo::batch_get(&self.client, &self.table, &targets, false).await? {
+        for item in dynamo::batch_get(&self.client, &self.table, &targets, true).await? {
             let (key, entity) = parse_stored(item)?;
             stored.insert(key, entity);
         }
-        let mut plan = PagePlan::default();
         let mut removals = Vec::new();
         for reference in references {
-            plan.own_references.push(reference.key);
             let Some(target) = stored.remove(&reference.target) else {
                 // Only the comments feature removes comments, so only its retry sweeps.
                 if deleter.kind() == TaskKind::Comments {
-                    plan.unswept
-                        .extend(annotation_of_comment_key(&reference.target));
+                    if let Some(annotation) = annotation_of_comment_key(&reference.target) {
+                        let marker = sweep_marker(&reference.key, &annotation);
+                        plan.sweeps.push((annotation, marker));
+                    }
                 }
+                plan.own_references.push(reference.key);
                 continue;
             };
             match deleter.effect(&target.entity, user) {
                 Effect::Keep => {}
-                Effect::Rewrite(_) => plan.rewrites.push((reference.target, target.version)),
-                Effect::Remove => removals.push((reference.target, target.entity)),
+                Effect::Rewrite(_) => plan
+                    .rewrites
+                    .push((reference.target.clone(), target.version)),
+                Effect::Remove => {
+                    let annotation = match target.entity {
+                        Entity::Comment(_) => annotation_of_comment_key(&reference.target),
+                        _ => None,
+                    };
+                    if let Some(annotation) = annotation {
+                        let marker = sweep_marker(&reference.key, &annotation);
+                        plan.sweeps.push((annotation, marker));
+                    }
+                    removals.push((reference.target.clone(), target.entity));
+                }
             }
+            plan.own_references.push(reference.key);
         }
-        // The subtrees of a page's removals are read at once, not one after another.
         plan.removals = stream::iter(removals)
             .map(|(key, entity)| async move {
-                let children = if entity.has_children() {
+                let children = if subtrees && entity.has_children() {
                     self.entities_under(&key).await?
                 } else {
                     Vec::new()
@@ -376,9 +580,21 @@ impl DataStore {
         user: &UserId,
         deleter: &dyn Deleter,
         plan: PagePlan,
+        sweeps: &Sweeps,
     ) -> Result<Outcome, StoreError> {
         let own: HashSet<&Key> = plan.own_references.iter().collect();
         let mut outcome = Outcome::default();
+
+        // Markers first: once the user's reference to a comment is gone, its marker is what
+        // leads a retry to the annotation (and the comment's reactions) left behind.
+        let fresh = sweeps.unmarked(&plan.sweeps);
+        let puts = fresh
+            .iter()
+            .map(|(annotation, marker)| dynamo::put_request(marker_item(marker, annotation)))
+            .collect();
+        dynamo::batch_write(&self.client, &self.table, puts).await?;
+        sweeps.insert(fresh);
+        sweeps.insert(plan.met);
 
         outcome.removed += self.remove(tenant, &plan.removals, &own).await?;
 
@@ -388,19 +604,6 @@ impl DataStore {
             .try_collect()
             .await?;
         outcome.rewritten += rewritten.into_iter().filter(|r| *r).count() as u64;
-
-        let annotations: BTreeSet<Key> = plan
-            .removals
-            .iter()
-            .filter_map(|removal| removal.entity.parent_annotation(tenant))
-            .chain(plan.unswept.iter().cloned())
-            .collect();
-        let swept: Vec<u64> = stream::iter(&annotations)
-            .map(|annotation| self.remove_if_empty(tenant, annotation, &own))
-            .buffer_unordered(READ_CONCURRENCY)
-            .try_collect()
-            .await?;
-        outcome.removed += swept.into_iter().sum::<u64>();
 
         let own_deletes = plan
             .own_references
@@ -412,7 +615,11 @@ impl DataStore {
     }
 
     /// Removes entities and everything under them, in the crash-safe order; returns how many
-    /// entities went. References in `keep_for_last` are left for the caller to delete.
+    /// entities this call removed. References in `keep_for_last` are left for the caller.
+    ///
+    /// An entity only one task can remove goes in a batch and is counted from the consistent
+    /// read that found it; one that two tasks can reach ([`contested`]) is deleted alone,
+    /// asking for what was there, and counted only if it was: the job's counts stay exact.
     async fn remove(
         &self,
         tenant: &Tenant,
@@ -428,52 +635,84 @@ impl DataStore {
         for removal in removals {
             for (child_key, child) in &removal.children {
                 references.extend(reference_keys(tenant, child));
-                children.push(child_key.clone());
+                children.push((child_key.clone(), contested(child)));
             }
             references.extend(reference_keys(tenant, &removal.entity));
-            targets.push(removal.key.clone());
+            targets.push((removal.key.clone(), contested(&removal.entity)));
         }
         references.retain(|r| !keep_for_last.contains(r));
         let deletes = references.iter().map(dynamo::delete_request).collect();
         dynamo::batch_write(&self.client, &self.table, deletes).await?;
-        // Entities are deleted one by one, asking for what was there: two tasks can reach one
-        // entity at once (a cascade and the entity's own feature), and only the one whose delete
-        // found it counts it, so the job's counts are exact.
         let mut count = 0;
         for phase in [children, targets] {
-            count += dynamo::delete_each_counting(&self.client, &self.table, &phase).await?;
+            let (one_by_one, batched): (Vec<_>, Vec<_>) = phase.into_iter().partition(|(_, c)| *c);
+            let one_by_one: Vec<Key> = one_by_one.into_iter().map(|(k, _)| k).collect();
+            count += batched.len() as u64;
+            let deletes = batched
+                .iter()
+                .map(|(k, _)| dynamo::delete_request(k))
+                .collect();
+            let (counted, ()) = futures::try_join!(
+                dynamo::delete_each_counting(&self.client, &self.table, &one_by_one),
+                dynamo::batch_write(&self.client, &self.table, deletes),
+            )?;
+            count += counted;
         }
         Ok(count)
     }
 
-    /// Removes an annotation that has no comment left, with the views under it.
-    async fn remove_if_empty(
-        &self,
-        tenant: &Tenant,
-        annotation: &Key,
-        keep_for_last: &HashSet<&Key>,
-    ) -> Result<u64, StoreError> {
-        let under = self.entities_under(annotation).await?;
-        if under.iter().any(|(_, e)| matches!(e, Entity::Comment(_))) {
-            return Ok(0);
-        }
-        let item = dynamo::batch_get(
+    /// Sweeps one annotation whose comments a task removed: the reactions of comments that are
+    /// gone, and the annotation with its views once it has no comment left (its marker is the
+    /// caller's to delete, after). One consistent Query reads the annotation and what is under it.
+    async fn sweep(&self, tenant: &Tenant, annotation: &Key) -> Result<u64, StoreError> {
+        // Hash components have a fixed length, so this prefix matches only the annotation and
+        // the entities under it.
+        let items = dynamo::query_all(
             &self.client,
             &self.table,
-            std::slice::from_ref(annotation),
+            &annotation.pk,
+            &annotation.sk,
             true,
         )
         .await?;
-        let Some(item) = item.into_iter().next() else {
-            return Ok(0);
+        let mut itself = None;
+        let mut under = Vec::new();
+        for item in items {
+            let (key, stored) = parse_stored(item)?;
+            if key == *annotation {
+                itself = Some(stored.entity);
+            } else {
+                under.push((key, stored.entity));
+            }
+        }
+        let comments: BTreeSet<String> = under
+            .iter()
+            .filter(|(_, e)| matches!(e, Entity::Comment(_)))
+            .map(|(k, _)| format!("{}#", k.sk))
+            .collect();
+        let orphan = |key: &Key, entity: &Entity| {
+            matches!(entity, Entity::CommentReaction(_))
+                && !comments.iter().any(|c| key.sk.starts_with(c.as_str()))
         };
-        let (_, stored) = parse_stored(item)?;
-        let removal = Removal {
-            key: annotation.clone(),
-            entity: stored.entity,
-            children: under,
+        let removals: Vec<Removal> = match itself {
+            Some(entity) if comments.is_empty() => vec![Removal {
+                key: annotation.clone(),
+                entity,
+                children: under,
+            }],
+            // An annotation already gone is left as it was found, views and all; only the
+            // reactions of removed comments are this sweep's to remove.
+            _ => under
+                .into_iter()
+                .filter(|(k, e)| orphan(k, e))
+                .map(|(key, entity)| Removal {
+                    key,
+                    entity,
+                    children: Vec::new(),
+                })
+                .collect(),
         };
-        self.remove(tenant, &[removal], keep_for_last).await
+        self.remove(tenant, &removals, &HashSet::new()).await
     }
 
     /// Rewrites the entity at `key` as the deleter says, conditioned on the version read, so a

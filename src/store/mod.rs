@@ -5,6 +5,7 @@ pub mod entity;
 pub mod erase;
 pub mod export;
 pub mod fixture;
+pub mod synthetic;
 
 use std::collections::{HashMap, HashSet};
 
@@ -42,6 +43,7 @@ impl StoreError {
 pub struct DataStore {
     client: Client,
     table: String,
+    tuning: erase::Tuning,
 }
 
 /// Parallel single-item writes (tombstones) in flight at once.
@@ -78,7 +80,14 @@ impl DataStore {
         Self {
             client,
             table: table.into(),
+            tuning: erase::Tuning::default(),
         }
+    }
+
+    /// The same store, erasing with `tuning` (how much of a task runs at once).
+    pub fn with_tuning(mut self, tuning: erase::Tuning) -> Self {
+        self.tuning = tuning;
+        self
     }
 
     /// Stores entities with their reference items. Refused whole, before anything is written,
