@@ -75,6 +75,17 @@ impl DynamoError {
     }
 }
 
+/// Whether a call failed only because its condition did not hold: an expected outcome of a
+/// conditional write (a repeat, a lost race), never an error.
+pub fn is_conditional_check_failed<E: ProvideErrorMetadata>(
+    error: &aws_sdk_dynamodb::error::SdkError<
+        E,
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse,
+    >,
+) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
+}
+
 pub fn key_item(key: &Key) -> Item {
     HashMap::from([
         ("pk".to_owned(), AttributeValue::S(key.pk.clone())),

@@ -5,9 +5,12 @@
 //!
 //! One test in its own binary: it sets the Lambda environment variables the runtime reads.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use common::Buffer;
 use erasure::telemetry::LogSettings;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -17,19 +20,6 @@ use tokio::sync::mpsc;
 
 const EVENT: &str = include_str!("../events/api-delete.json");
 const TOKEN: &str = "local-auth-token";
-
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// One HTTP/1.1 connection of the runtime: the first `/next` gets the event, later ones wait
 /// forever; anything else (the handler's response) is acknowledged and reported on `done`.
@@ -104,8 +94,7 @@ async fn run_runtime_once(
     runtime.abort();
     server.abort();
     drop(guard);
-    let bytes = buffer.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
+    buffer.text()
 }
 
 #[tokio::test]

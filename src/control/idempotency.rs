@@ -1,11 +1,10 @@
 //! Idempotency records: an `Idempotency-Key` binds to one body and one job for 24 hours.
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{key, number, string, ControlStore};
 use crate::domain::ids::{IdempotencyKey, JobId};
-use crate::dynamo::DynamoError;
+use crate::dynamo::{self, DynamoError};
 use crate::keys::component;
 use crate::store::entity::Tenant;
 
@@ -61,10 +60,7 @@ impl ControlStore {
             .await;
         match put {
             Ok(_) => return Ok(Claim::New),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) => {}
+            Err(error) if dynamo::is_conditional_check_failed(&error) => {}
             Err(error) => return Err(DynamoError::call("PutItem", error)),
         }
         let existing = self

@@ -3,8 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -13,17 +12,13 @@ use super::{key, number, string, string_set, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
 use crate::domain::task::{parse_task_id, task_id, Task, TaskKind};
-use crate::dynamo::{DynamoError, Item};
+use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
 use crate::store::entity::Tenant;
 use crate::store::erase::Outcome;
 
 fn job_key(job_id: &JobId) -> Item {
     key(format!("JOB#{job_id}"), "JOB")
-}
-
-fn is_conditional<E: ProvideErrorMetadata>(error: &SdkError<E>) -> bool {
-    error.code() == Some("ConditionalCheckFailedException")
 }
 
 /// A job as it is created.
@@ -195,13 +190,7 @@ impl ControlStore {
             .await;
         match put {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
             Err(error) => Err(DynamoError::call("PutItem", error)),
         }
     }
@@ -242,7 +231,7 @@ impl ControlStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if is_conditional(&error) => Ok(false),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }
@@ -263,7 +252,7 @@ impl ControlStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error) if is_conditional(&error) => Ok(()),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(()),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }
@@ -280,7 +269,9 @@ impl ControlStore {
             .send()
             .await;
         match result {
-            Err(error) if is_conditional(&error) => Err(DynamoError::call("UpdateItem", error)),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => {
+                Err(DynamoError::call("UpdateItem", error))
+            }
             // A job this mark completes is not announced to the tenant's webhook (the api
             // has no webhook queue): a known gap, DESIGN §8.
             other => self.settle_after(other, now_ms).await.map(|_| ()),
@@ -299,7 +290,7 @@ impl ControlStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error) if is_conditional(&error) => Ok(()),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(()),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }
@@ -469,7 +460,7 @@ impl ControlStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error) if is_conditional(&error) => Ok(false),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }
@@ -481,7 +472,7 @@ impl ControlStore {
     ) -> Result<Option<JobView>, DynamoError> {
         let output = match result {
             Ok(output) => output,
-            Err(error) if is_conditional(&error) => return Ok(None),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => return Ok(None),
             Err(error) => return Err(DynamoError::call("UpdateItem", error)),
         };
         let Some(job) = output.attributes.as_ref().and_then(JobView::parse) else {
@@ -540,7 +531,7 @@ impl ControlStore {
                 completed_at: Some(now_ms),
                 ..job.clone()
             })),
-            Err(error) if is_conditional(&error) => Ok(None),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(None),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }

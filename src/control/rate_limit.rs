@@ -1,10 +1,9 @@
 //! A fixed one-minute window per tenant: one conditional counter update per request.
 
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{key, ControlStore};
-use crate::dynamo::DynamoError;
+use crate::dynamo::{self, DynamoError};
 use crate::store::entity::Tenant;
 
 impl ControlStore {
@@ -34,13 +33,7 @@ impl ControlStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(UpdateItemError::is_conditional_check_failed_exception) =>
-            {
-                Ok(false)
-            }
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }

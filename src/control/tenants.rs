@@ -9,7 +9,7 @@ use subtle::ConstantTimeEq;
 
 use super::{key, string, ControlStore};
 use crate::domain::ids::ApiKey;
-use crate::dynamo::DynamoError;
+use crate::dynamo::{self, DynamoError};
 use crate::keys::{component, fingerprint, secret_hash};
 use crate::store::entity::Tenant;
 
@@ -139,13 +139,7 @@ impl ControlStore {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
     }

@@ -15,7 +15,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::FuturesUnordered;
 use futures::{stream, StreamExt, TryStreamExt};
@@ -775,11 +774,7 @@ impl DataStore {
                     dynamo::batch_write(&self.client, &self.table, gone).await?;
                     return Ok(true);
                 }
-                Err(error)
-                    if error
-                        .as_service_error()
-                        .is_some_and(PutItemError::is_conditional_check_failed_exception) =>
-                {
+                Err(error) if dynamo::is_conditional_check_failed(&error) => {
                     continue;
                 }
                 Err(error) => return Err(DynamoError::call("PutItem", error).into()),
