@@ -86,6 +86,22 @@ pub fn is_conditional_check_failed<E: ProvideErrorMetadata>(
     error.code() == Some("ConditionalCheckFailedException")
 }
 
+/// Whether a conditional write applied: `Ok(false)` when only its condition failed, the error
+/// for any other failure.
+pub fn applied<T, E>(
+    operation: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<bool, DynamoError>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(error) if is_conditional_check_failed(&error) => Ok(false),
+        Err(error) => Err(DynamoError::call(operation, error)),
+    }
+}
+
 pub fn key_item(key: &Key) -> Item {
     HashMap::from([
         ("pk".to_owned(), AttributeValue::S(key.pk.clone())),

@@ -188,11 +188,7 @@ impl ControlStore {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(DynamoError::call("PutItem", error)),
-        }
+        dynamo::applied("PutItem", put)
     }
 
     pub async fn get_job(&self, job_id: &JobId) -> Result<Option<JobView>, DynamoError> {
@@ -229,11 +225,7 @@ impl ControlStore {
             .expression_attribute_values(":stale", AttributeValue::N(stale_before_ms.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(DynamoError::call("UpdateItem", error)),
-        }
+        dynamo::applied("UpdateItem", result)
     }
 
     /// Gives up a claim taken at `claimed_at_ms` whose sending failed, so that a retry can send
@@ -250,11 +242,7 @@ impl ControlStore {
             .expression_attribute_values(":mine", AttributeValue::N(claimed_at_ms.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(()),
-            Err(error) => Err(DynamoError::call("UpdateItem", error)),
-        }
+        dynamo::applied("UpdateItem", result).map(drop)
     }
 
     /// Records that every task of the job has been sent. A job whose tasks all succeeded
@@ -288,11 +276,7 @@ impl ControlStore {
             .expression_attribute_values(":queued", AttributeValue::S("queued".into()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(()),
-            Err(error) => Err(DynamoError::call("UpdateItem", error)),
-        }
+        dynamo::applied("UpdateItem", result).map(drop)
     }
 
     /// Records a task's success with what it removed and rewritten, once: a repeat is ignored.
@@ -458,11 +442,7 @@ impl ControlStore {
             )
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(DynamoError::call("UpdateItem", error)),
-        }
+        dynamo::applied("UpdateItem", result)
     }
 
     async fn settle_after(

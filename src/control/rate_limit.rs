@@ -31,10 +31,6 @@ impl ControlStore {
             .expression_attribute_values(":expires", AttributeValue::N(expires_at.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(DynamoError::call("UpdateItem", error)),
-        }
+        dynamo::applied("UpdateItem", result)
     }
 }

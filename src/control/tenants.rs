@@ -137,11 +137,7 @@ impl ControlStore {
             .expression_attribute_values(":secret", AttributeValue::S(secret.to_owned()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(false),
-            Err(error) => Err(DynamoError::call("UpdateItem", error)),
-        }
+        dynamo::applied("UpdateItem", result)
     }
 
     /// The webhook of the tenant a job names, if it has one (and still exists).
