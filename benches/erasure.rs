@@ -31,15 +31,17 @@ use aws_smithy_types::config_bag::ConfigBag;
 use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
 use erasure::control::ControlStore;
+use erasure::domain::entity::Entity;
 use erasure::domain::ids::{ApiKey, JobId, UserId};
+use erasure::domain::task::Outcome;
 use erasure::domain::task::TaskKind;
+use erasure::domain::tenant::Tenant;
 use erasure::dynamo;
 use erasure::features::deleter;
 use erasure::infra;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::{Entity, Tenant};
-use erasure::store::erase::{Outcome, Tuning};
 use erasure::store::synthetic::{background_document, user_world};
+use erasure::store::tuning::Tuning;
 use erasure::store::DataStore;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
@@ -161,7 +163,7 @@ async fn plain_loop(client: &aws_sdk_dynamodb::Client, table: &str, pk: &str) ->
             let key = dynamo::item_key(item).expect("a key");
             let target = match (item.get("targetPk"), item.get("targetSk")) {
                 (Some(AttributeValue::S(pk)), Some(AttributeValue::S(sk))) => {
-                    erasure::store::entity::Key {
+                    erasure::domain::entity::Key {
                         pk: pk.clone(),
                         sk: sk.clone(),
                     }

@@ -2,9 +2,6 @@
 
 use std::env;
 
-use crate::webhook::delivery::{Backoff, DEPLOYED_BACKOFF};
-use crate::webhook::url_policy::UrlPolicy;
-
 /// A missing or malformed environment variable, named.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -14,14 +11,17 @@ pub enum ConfigError {
     Invalid { name: &'static str, reason: String },
 }
 
-fn required(name: &'static str) -> Result<String, ConfigError> {
+pub(crate) fn required(name: &'static str) -> Result<String, ConfigError> {
     env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
         .ok_or(ConfigError::Missing(name))
 }
 
-fn number_or<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+pub(crate) fn number_or<T: std::str::FromStr>(
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -132,38 +132,6 @@ impl WorkerConfig {
             task_queue_url: required("TASK_QUEUE_URL")?,
             max_receive_count,
             webhook_queue_url: required("WEBHOOK_QUEUE_URL").ok(),
-        })
-    }
-}
-
-/// The `notifier` function's configuration.
-#[derive(Debug, Clone)]
-pub struct NotifierConfig {
-    /// `CONTROL_TABLE`: where tenants' webhooks are registered.
-    pub control_table: String,
-    /// `WEBHOOK_QUEUE_URL`: the queue the notifier consumes and delays retries on.
-    pub webhook_queue_url: String,
-    /// `WEBHOOK_ALLOW_LOOPBACK`: `true` only where the stack runs locally (plain http to
-    /// loopback receivers); anything else is the deployed policy.
-    pub policy: UrlPolicy,
-    /// `WEBHOOK_BACKOFF_BASE_SECONDS` (default 30, doubling to at most 900): the delay after a
-    /// failed first attempt; the local stack and the tests make it short.
-    pub backoff: Backoff,
-}
-
-impl NotifierConfig {
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Ok(Self {
-            control_table: required("CONTROL_TABLE")?,
-            webhook_queue_url: required("WEBHOOK_QUEUE_URL")?,
-            policy: UrlPolicy::from_env(),
-            backoff: Backoff {
-                base_seconds: number_or(
-                    "WEBHOOK_BACKOFF_BASE_SECONDS",
-                    DEPLOYED_BACKOFF.base_seconds,
-                )?,
-                cap_seconds: DEPLOYED_BACKOFF.cap_seconds,
-            },
         })
     }
 }

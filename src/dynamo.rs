@@ -12,8 +12,8 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::{stream, StreamExt, TryStreamExt};
 
+use crate::domain::entity::Key;
 use crate::fault::Fault;
-use crate::store::entity::Key;
 
 /// A DynamoDB item.
 pub type Item = HashMap<String, AttributeValue>;

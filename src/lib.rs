@@ -4,10 +4,12 @@
 pub mod api;
 pub mod aws;
 pub mod bridge;
+pub mod clock;
 pub mod config;
 pub mod control;
 pub mod domain;
 pub mod dynamo;
+pub mod erase;
 pub mod fault;
 pub mod features;
 pub mod infra;

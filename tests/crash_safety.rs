@@ -4,15 +4,15 @@
 mod common;
 
 use common::{entity_of, TestEnv};
+use erasure::domain::entity::{reference_key, Entity, Key};
 use erasure::domain::ids::UserId;
 use erasure::domain::task::TaskKind;
 use erasure::features::deleter;
-use erasure::store::entity::{reference_key, Entity, Key};
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 
 fn comment_c1(env: &TestEnv) -> Key {
-    Entity::Comment(erasure::store::entity::Comment {
+    Entity::Comment(erasure::domain::entity::Comment {
         organization_id: "org1".into(),
         document_id: "d1".into(),
         annotation_id: "a1".into(),

@@ -11,15 +11,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{entity_of, Item, TestEnv};
+use erasure::domain::entity::{
+    self as e, reference_key, reference_prefix, Entity, Key, TOMBSTONE_SORT_KEY,
+};
 use erasure::domain::ids::{OrganizationId, UserId};
+use erasure::domain::mention::MENTION_PLACEHOLDER;
+use erasure::domain::task::Outcome;
 use erasure::domain::task::TaskKind;
+use erasure::domain::tenant::Tenant;
 use erasure::features::deleter;
 use erasure::keys::component;
-use erasure::store::entity::{
-    self as e, reference_key, reference_prefix, Entity, Key, Tenant, MENTION_PLACEHOLDER,
-    TOMBSTONE_SORT_KEY,
-};
-use erasure::store::erase::Outcome;
 use erasure::store::StoreError;
 use serde_json::{json, Value};
 

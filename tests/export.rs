@@ -13,8 +13,9 @@ use common::{entity_of, request_to, Item, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::config::ExportTokenKey;
 use erasure::control::ControlStore;
+use erasure::domain::entity::Entity;
+use erasure::domain::tenant::Tenant;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::{Entity, Tenant};
 use erasure::store::DataStore;
 use serde_json::{json, Value};
 

@@ -13,7 +13,7 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::sqs::SqsEvent;
 use common::TestEnv;
 use erasure::api::lambda::{answer, HttpApiEvent};
-use erasure::sqs_event;
+use erasure::worker::lambda as worker_lambda;
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::Value;
 
@@ -207,7 +207,7 @@ async fn the_recorded_sqs_batch_runs_through_the_worker_adapter_to_a_completed_j
     let event: LambdaEvent<SqsEvent> =
         LambdaEvent::new(serde_json::from_str(&event).unwrap(), Context::default());
 
-    let response = sqs_event::handle(&env.worker, event.payload, env.deadline()).await;
+    let response = worker_lambda::handle(&env.worker, event.payload, env.deadline()).await;
 
     assert!(response.batch_item_failures.is_empty());
     let status = env.status(&job_id).await;
@@ -225,7 +225,7 @@ async fn odd_records_fail_alone_and_are_the_only_ones_reported() {
     let event: LambdaEvent<SqsEvent> =
         LambdaEvent::new(serde_json::from_str(&event).unwrap(), Context::default());
 
-    let response = sqs_event::handle(&env.worker, event.payload, env.deadline()).await;
+    let response = worker_lambda::handle(&env.worker, event.payload, env.deadline()).await;
 
     // Not a task message: reported, by id (the record without one by an empty id, which makes
     // Lambda retry the batch). The task of an unknown job is dropped; ada's profile task runs.

@@ -17,11 +17,11 @@ use common::{request_to, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::config::ApiConfig;
 use erasure::control::ControlStore;
+use erasure::domain::entity::{reference_key, Key};
 use erasure::domain::ids::{ApiKey, JobId, UserId};
 use erasure::domain::task::{plan_tasks, TaskKind};
 use erasure::infra::MAX_RECEIVE_COUNT;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::{reference_key, Key};
 use erasure::store::DataStore;
 use erasure::webhook::delivery::{Backoff, Notifier, WebhookDelivery};
 use erasure::webhook::event::Notification;
@@ -375,7 +375,7 @@ async fn received_notification(env: &TestEnv, job_id: &str) -> WebhookDelivery {
         .unwrap();
     let queue = NotificationQueue::new(env.sqs.clone(), webhook_queue_url(env));
     queue
-        .send(&Notification::of(&job, erasure::api::now_ms()))
+        .send(&Notification::of(&job, erasure::clock::now_ms()))
         .await
         .unwrap();
     let message = env
@@ -491,7 +491,7 @@ async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
         ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
         erasure::sweep::Bounds::for_queue(MAX_RECEIVE_COUNT),
     );
-    let later = erasure::api::now_ms() + 48 * 60 * 60 * 1000;
+    let later = erasure::clock::now_ms() + 48 * 60 * 60 * 1000;
     let report = sweeper.sweep(later).await.unwrap();
     assert_eq!((report.stalled, report.unfinished), (1, 1), "{report:?}");
     assert_eq!(env.status(&stalled).await["jobStatus"], "failed");

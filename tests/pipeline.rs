@@ -5,11 +5,11 @@ mod common;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{entity_of, key_of, TestEnv};
+use erasure::domain::entity::{reference_key, Key};
 use erasure::domain::ids::{JobId, UserId};
 use erasure::domain::task::plan_tasks;
 use erasure::domain::task::TaskKind;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::{reference_key, Key};
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 

@@ -14,14 +14,15 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::{Api, ApiError};
+use crate::clock::now_ms;
 use crate::control::{Claim, NewJob};
 use crate::domain::ids::{IdempotencyKey, JobId};
 use crate::domain::request::{parse_delete, DeleteRequest};
+use crate::domain::task::Outcome;
 use crate::domain::task::{plan_tasks, TaskKind};
+use crate::domain::tenant::Tenant;
 use crate::features::deleter;
 use crate::keys::component;
-use crate::store::entity::Tenant;
-use crate::store::erase::Outcome;
 
 /// A send claim older than this belongs to a request that died: the api's Lambda timeout is
 /// 10 s, so its holder can no longer be at work.
@@ -115,7 +116,7 @@ impl Api {
         self.data
             .mark_erased(tenant, &request.user_ids, &request.organization_ids, now)
             .await?;
-        let claimed_at = super::now_ms();
+        let claimed_at = now_ms();
         let claimed = match self
             .control
             .claim_send(&job_id, claimed_at, claimed_at - SEND_CLAIM_STALE_MS)
@@ -137,7 +138,7 @@ impl Api {
             self.release_claim(&job_id, claimed_at).await;
             return Err(error.into());
         }
-        if let Err(error) = self.control.mark_enqueued(&job_id, super::now_ms()).await {
+        if let Err(error) = self.control.mark_enqueued(&job_id, now_ms()).await {
             self.release_claim(&job_id, claimed_at).await;
             return Err(error.into());
         }

@@ -9,7 +9,7 @@ use super::page_token::{self, Scope};
 use super::{Api, ApiError};
 use crate::domain::export::parse_export;
 use crate::domain::request::InvalidRequest;
-use crate::store::entity::Tenant;
+use crate::domain::tenant::Tenant;
 use crate::store::export::{Cursors, ExportError};
 
 impl From<ExportError> for ApiError {

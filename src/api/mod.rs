@@ -13,12 +13,13 @@ pub use error::ApiError;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use serde_json::Value;
 
+use crate::clock::now_ms;
 use crate::config::ApiConfig;
 use crate::control::ControlStore;
 use crate::domain::ids::{ApiKey, IdempotencyKey};
+use crate::domain::tenant::Tenant;
 use crate::keys::fingerprint;
 use crate::queue::TaskQueue;
-use crate::store::entity::Tenant;
 use crate::store::DataStore;
 
 /// The largest body accepted.
@@ -27,13 +28,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 const DELETE_PATH: &str = "/v2/users/data/delete";
 const STATUS_PATH: &str = "/v2/users/data/delete/status";
 const EXPORT_PATH: &str = "/v2/users/data/get";
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The API's capabilities, built once per cold start.
 #[derive(Clone)]

@@ -10,8 +10,8 @@ use subtle::ConstantTimeEq;
 
 use crate::config::ExportTokenKey;
 use crate::domain::ids::{OrganizationId, UserId};
+use crate::domain::tenant::Tenant;
 use crate::keys::component;
-use crate::store::entity::Tenant;
 use crate::store::export::Cursors;
 
 /// The token format's version, the first byte of every token.

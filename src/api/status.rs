@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::{Api, ApiError};
 use crate::domain::request::parse_status;
-use crate::store::entity::Tenant;
+use crate::domain::tenant::Tenant;
 
 impl Api {
     pub(super) async fn status(

@@ -11,9 +11,9 @@ use erasure::bridge::function::{self, FunctionConfig, LocalFunction};
 use erasure::bridge::{self, gateway, BridgeConfig};
 use erasure::control::{generate_auth_token, ControlStore};
 use erasure::domain::ids::{ApiKey, OrganizationId, UserId};
+use erasure::domain::tenant::Tenant;
 use erasure::infra;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::Tenant;
 use erasure::store::export::{Cursors, ExportData};
 use erasure::store::fixture::Fixture;
 use erasure::store::synthetic::Synthetic;
@@ -235,7 +235,7 @@ fn read_env(file: Option<std::path::PathBuf>) -> Result<Vec<(String, String)>, F
 async fn run(cli: Cli) -> Result<(), Failure> {
     let aws = erasure::aws::config(erasure::aws::cli_timeouts()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
-    let now = erasure::api::now_ms();
+    let now = erasure::clock::now_ms();
     match cli.command {
         Command::Tenant(TenantCommand::Create {
             api_key: key,

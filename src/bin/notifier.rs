@@ -2,8 +2,8 @@
 //! tenant's webhook, and reports the messages to retry (already delayed by their backoff).
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use erasure::config::NotifierConfig;
 use erasure::control::ControlStore;
+use erasure::webhook::config::NotifierConfig;
 use erasure::webhook::delivery::Notifier;
 use erasure::webhook::queue::NotificationQueue;
 use lambda_runtime::{service_fn, Error, LambdaEvent};

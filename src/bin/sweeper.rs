@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| {
         let sweeper = &sweeper;
         async move {
-            let report = sweeper.sweep(erasure::api::now_ms()).await?;
+            let report = sweeper.sweep(erasure::clock::now_ms()).await?;
             Ok::<_, Error>(serde_json::json!({
                 "open": report.open,
                 "stalled": report.stalled,

@@ -6,10 +6,10 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use erasure::config::WorkerConfig;
 use erasure::control::ControlStore;
 use erasure::queue::TaskQueue;
-use erasure::sqs_event;
-use erasure::store::erase::Tuning;
+use erasure::store::tuning::Tuning;
 use erasure::store::DataStore;
 use erasure::webhook::queue::NotificationQueue;
+use erasure::worker::lambda;
 use erasure::worker::Worker;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
@@ -34,7 +34,7 @@ async fn main() -> Result<(), Error> {
         let worker = &worker;
         async move {
             let deadline = pause_point(event.context.deadline);
-            Ok::<_, Error>(sqs_event::handle(worker, event.payload, deadline).await)
+            Ok::<_, Error>(lambda::handle(worker, event.payload, deadline).await)
         }
     }))
     .await
@@ -46,7 +46,7 @@ const SAFETY_MARGIN: Duration = Duration::from_secs(15);
 
 /// When tasks should pause, from the invocation's deadline (epoch milliseconds).
 fn pause_point(deadline_ms: u64) -> Instant {
-    let now_ms = erasure::api::now_ms().max(0) as u64;
+    let now_ms = erasure::clock::now_ms().max(0) as u64;
     if deadline_ms <= now_ms {
         // Lambda never starts an invocation past its deadline; `cargo lambda watch` sends a
         // fixed one in 1970. Tasks still finish (each pass does a page of work and continues),

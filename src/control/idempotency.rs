@@ -4,9 +4,9 @@ use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{key, number, string, ControlStore};
 use crate::domain::ids::{IdempotencyKey, JobId};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError};
 use crate::keys::component;
-use crate::store::entity::Tenant;
 
 /// How long a key stays bound.
 pub const WINDOW_SECONDS: i64 = 24 * 60 * 60;

@@ -11,11 +11,11 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use super::{key, number, string, string_set, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
+use crate::domain::task::Outcome;
 use crate::domain::task::{parse_task_id, task_id, Task, TaskKind};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
-use crate::store::entity::Tenant;
-use crate::store::erase::Outcome;
 
 fn job_key(job_id: &JobId) -> Item {
     key(format!("JOB#{job_id}"), "JOB")

@@ -3,8 +3,8 @@
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{key, ControlStore};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError};
-use crate::store::entity::Tenant;
 
 impl ControlStore {
     /// Counts a request of `tenant`; `false` when the tenant already made `limit` this minute.

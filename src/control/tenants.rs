@@ -9,9 +9,9 @@ use subtle::ConstantTimeEq;
 
 use super::{key, string, ControlStore};
 use crate::domain::ids::ApiKey;
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError};
 use crate::keys::{component, fingerprint, secret_hash};
-use crate::store::entity::Tenant;
 
 fn tenant_key(api_key: &ApiKey) -> crate::dynamo::Item {
     key(format!("TENANT#{}", component(api_key.as_str())), "TENANT")

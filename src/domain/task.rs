@@ -189,6 +189,20 @@ pub fn plan_tasks(job_id: &JobId, users: &[UserId], scoped_to_organizations: boo
         .collect()
 }
 
+/// What erasing (or previewing) one feature of one user did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcome {
+    pub removed: u64,
+    pub rewritten: u64,
+}
+
+impl std::ops::AddAssign for Outcome {
+    fn add_assign(&mut self, other: Self) {
+        self.removed += other.removed;
+        self.rewritten += other.rewritten;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,8 +2,8 @@
 //! removed.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Access;
 

@@ -2,8 +2,8 @@
 //! store's engine sees to); the user is cleared from `assignedTo`/`resolvedBy` of annotations.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Comments;
 
@@ -38,7 +38,7 @@ impl Deleter for Comments {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::entity::Annotation;
+    use crate::domain::entity::Annotation;
 
     #[test]
     fn the_user_is_cleared_from_an_annotation_and_others_stay() {

@@ -2,8 +2,9 @@
 //! `taggedUserContacts`, and their token in the text becomes a neutral placeholder.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
+use crate::domain::mention::without_mention;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::{without_mention, Entity};
 
 pub struct Mentions;
 
@@ -32,7 +33,8 @@ impl Deleter for Mentions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::entity::{Comment, TaggedContact, MENTION_PLACEHOLDER};
+    use crate::domain::entity::{Comment, TaggedContact};
+    use crate::domain::mention::MENTION_PLACEHOLDER;
 
     fn comment() -> Comment {
         Comment {

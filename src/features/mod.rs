@@ -13,9 +13,9 @@ mod reactions;
 mod recordings;
 mod views;
 
+use crate::domain::entity::Entity;
 use crate::domain::ids::UserId;
 use crate::domain::task::TaskKind;
-use crate::store::entity::Entity;
 
 /// What erasing a user does to one entity that names them.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,8 @@
 //! `notifications`: notifications to the user and about the user's actions (from them, or naming them in the text) are removed.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Notifications;
 
@@ -16,7 +16,7 @@ impl Deleter for Notifications {
             Entity::Notification(n)
                 if n.to == user.as_str()
                     || n.from == user.as_str()
-                    || crate::store::entity::mention_tokens(&n.text).contains(&user.as_str()) =>
+                    || crate::domain::mention::mention_tokens(&n.text).contains(&user.as_str()) =>
             {
                 Effect::Remove
             }

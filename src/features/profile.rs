@@ -1,8 +1,8 @@
 //! `profile`: the user record (name, email, photo URL) is removed.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Profile;
 

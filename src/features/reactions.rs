@@ -1,8 +1,8 @@
 //! `reactions`: the user's reactions on comments and documents are removed.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Reactions;
 

@@ -1,8 +1,8 @@
 //! `recordings`: the user's screen, audio and video recording records are removed.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Recordings;
 

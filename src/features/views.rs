@@ -1,8 +1,8 @@
 //! `views`: the user's seen-by / viewed-by records are removed.
 
 use super::{Deleter, Effect};
+use crate::domain::entity::Entity;
 use crate::domain::{ids::UserId, task::TaskKind};
-use crate::store::entity::Entity;
 
 pub struct Views;
 

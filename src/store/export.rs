@@ -7,10 +7,12 @@ use std::collections::HashMap;
 use futures::future::try_join_all;
 use serde::{Deserialize, Serialize};
 
-use super::entity::{reference_prefix, Entity, Key, Tenant, TOMBSTONE_SORT_KEY};
+use crate::domain::entity::{reference_prefix, Entity, Key, TOMBSTONE_SORT_KEY};
+
 use super::{tombstone_covers, DataStore};
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::task::TaskKind;
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
 
 /// The most items of one section a page carries.
@@ -251,7 +253,7 @@ fn involvement(entity: &Entity, user: &str, kind: TaskKind) -> Option<Vec<Involv
             add(n.to == user, Involvement::Recipient);
             add(n.from == user, Involvement::Sender);
             add(
-                super::entity::mention_tokens(&n.text).contains(&user),
+                crate::domain::mention::mention_tokens(&n.text).contains(&user),
                 Involvement::Mentioned,
             );
         }

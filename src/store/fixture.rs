@@ -2,9 +2,11 @@
 
 use serde::Deserialize;
 
-use super::entity::{self as e, Entity, Tenant};
+use crate::domain::entity::{self as e, Entity};
+
 use super::{DataStore, StoreError};
 use crate::domain::ids::{EntityId, OrganizationId, UserId};
+use crate::domain::tenant::Tenant;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

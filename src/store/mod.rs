@@ -1,11 +1,10 @@
 //! The data store: all DynamoDB access to the collaboration data, through one module, so that
 //! every writer keeps the reference items and honours the tombstones that erasure relies on.
 
-pub mod entity;
-pub mod erase;
 pub mod export;
 pub mod fixture;
 pub mod synthetic;
+pub mod tuning;
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,10 +12,13 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use futures::{stream, StreamExt, TryStreamExt};
 
+use crate::domain::entity::{
+    reference_key, Entity, Key, Profile, TaggedContact, TOMBSTONE_SORT_KEY,
+};
 use crate::domain::ids::{OrganizationId, UserId};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::{component, fingerprint};
-use entity::{reference_key, Entity, Key, Profile, TaggedContact, Tenant, TOMBSTONE_SORT_KEY};
 
 /// What can go wrong in the data store.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +43,9 @@ impl StoreError {
 /// The collaboration data store in one DynamoDB table.
 #[derive(Clone)]
 pub struct DataStore {
-    client: Client,
-    table: String,
-    tuning: erase::Tuning,
+    pub(crate) client: Client,
+    pub(crate) table: String,
+    pub(crate) tuning: tuning::Tuning,
 }
 
 /// Parallel single-item writes (tombstones) in flight at once.
@@ -80,12 +82,12 @@ impl DataStore {
         Self {
             client,
             table: table.into(),
-            tuning: erase::Tuning::default(),
+            tuning: tuning::Tuning::default(),
         }
     }
 
     /// The same store, erasing with `tuning` (how much of a task runs at once).
-    pub fn with_tuning(mut self, tuning: erase::Tuning) -> Self {
+    pub fn with_tuning(mut self, tuning: tuning::Tuning) -> Self {
         self.tuning = tuning;
         self
     }
@@ -273,5 +275,29 @@ fn tombstone_covers(tombstone: &Item, organization: Option<&str>) -> bool {
     match (organization, tombstone.get("organizations")) {
         (Some(org), Some(AttributeValue::Ss(orgs))) => orgs.contains(&component(org)),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entity::Comment;
+
+    #[test]
+    fn entities_round_trip_through_dynamodb_items() {
+        let c = Entity::Comment(Comment {
+            organization_id: "o".into(),
+            document_id: "d".into(),
+            annotation_id: "a".into(),
+            comment_id: "c".into(),
+            from: "a".into(),
+            text: "{{b}}".into(),
+            to: vec!["b".into()],
+            tagged_user_contacts: vec![],
+        });
+        let item = entity_item(&Tenant::from_api_key("k"), &c).unwrap();
+        assert!(item.contains_key("entity"));
+        let back: Entity = serde_dynamo::from_item(item).unwrap();
+        assert_eq!(back, c);
     }
 }

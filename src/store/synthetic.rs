@@ -4,11 +4,13 @@
 
 use futures::{stream, StreamExt, TryStreamExt};
 
-use super::entity::{
+use crate::domain::entity::{
     Annotation, Comment, CommentReaction, Contact, Document, DocumentAccess, DocumentReaction,
-    Entity, Member, Notification, Recording, Tenant, View,
+    Entity, Member, Notification, Recording, View,
 };
+
 use super::{DataStore, StoreError};
+use crate::domain::tenant::Tenant;
 
 /// Documents written per `DataStore::write` call.
 const DOCUMENTS_PER_WRITE: usize = 100;

@@ -13,10 +13,10 @@ use super::event::Notification;
 use super::queue::NotificationQueue;
 use super::signing;
 use super::url_policy::{UrlError, UrlPolicy, WebhookUrl};
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::control::ControlStore;
+use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
-use crate::store::entity::Tenant;
 
 /// The header that repeats the event's id, for receivers that dedupe before parsing.
 pub const EVENT_ID_HEADER: &str = "Erasure-Event-Id";

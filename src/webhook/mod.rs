@@ -2,6 +2,7 @@
 //! checks, the URL policy that keeps requests off private networks, the queue that carries
 //! events, and the sender that delivers them with backoff.
 
+pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod lambda;

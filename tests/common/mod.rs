@@ -18,9 +18,9 @@ use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
 use erasure::control::ControlStore;
 use erasure::domain::ids::ApiKey;
+use erasure::domain::tenant::Tenant;
 use erasure::infra;
 use erasure::queue::TaskQueue;
-use erasure::store::entity::Tenant;
 use erasure::store::fixture::Fixture;
 use erasure::store::DataStore;
 use erasure::worker::{Delivery, Worker};
@@ -267,7 +267,7 @@ impl TestEnv {
     }
 
     /// Deletes one item of the data table behind the store's back, as a crash or a fix would.
-    pub async fn delete_data_item(&self, key: &erasure::store::entity::Key) {
+    pub async fn delete_data_item(&self, key: &erasure::domain::entity::Key) {
         self.dynamodb
             .delete_item()
             .table_name(&self.tables.data)

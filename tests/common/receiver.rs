@@ -45,7 +45,7 @@ async fn hook(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         StatusCode::OK
     };
     shared.received.lock().unwrap().push(Received {
-        at_ms: erasure::api::now_ms(),
+        at_ms: erasure::clock::now_ms(),
         headers,
         body,
         answered: status.as_u16(),

@@ -1,5 +1,6 @@
 //! The erasure engine: follows a user's reference items of one feature, in the job's scope, and
-//! carries out what the feature's deleter decides for each entity they lead to.
+//! carries out what the feature's deleter decides for each entity they lead to. It sits above
+//! the store (whose table it reads and writes) and the features (whose decisions it runs).
 //!
 //! Every step is idempotent and ordered so that a crash at any point leaves something in the
 //! user's partition that leads a retry back to what is left: the user's own reference stays
@@ -20,16 +21,17 @@ use futures::stream::FuturesUnordered;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::de::Error as _;
 
-use super::entity::{
-    annotation_of_comment_key, reference_kind_prefix, reference_prefix, Entity, Key, Tenant,
+use crate::domain::entity::{
+    annotation_of_comment_key, reference_kind_prefix, reference_prefix, Entity, Key,
 };
-use super::{entity_item, reference_keys, DataStore, StoreError};
-use crate::config::ConfigError;
+
 use crate::domain::ids::{OrganizationId, UserId};
-use crate::domain::task::TaskKind;
+use crate::domain::task::{Outcome, TaskKind};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
 use crate::features::{deleter, Deleter, Effect};
 use crate::keys::component;
+use crate::store::{entity_item, reference_keys, DataStore, StoreError};
 
 /// References read and dealt with at a time (BatchGetItem's limit).
 const PAGE: i32 = 100;
@@ -43,53 +45,6 @@ const REWRITE_ATTEMPTS: u32 = 20;
 const SWEEP_CHUNK: usize = 64;
 /// The `entity` attribute of a sweep marker.
 const SWEEP_MARKER: &str = "Sweep";
-
-/// How much of one task runs at once: configuration, so it can follow the table's capacity
-/// (docs/SCALING.md says what each costs on AWS).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tuning {
-    /// Pages of one task dealt with at once (each page also has its own batches in flight).
-    pub pages_in_flight: usize,
-}
-
-impl Default for Tuning {
-    /// Measured on dynalite with `make bench` (docs/PERFORMANCE.md): 4 pages keep the emulator
-    /// busy; more only queue.
-    fn default() -> Self {
-        Self { pages_in_flight: 4 }
-    }
-}
-
-impl Tuning {
-    /// The tuning named by `ERASE_PAGES_IN_FLIGHT` (1–64), or the default; read at cold start.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        const NAME: &str = "ERASE_PAGES_IN_FLIGHT";
-        match std::env::var(NAME) {
-            Err(_) => Ok(Self::default()),
-            Ok(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=64).contains(&n) => Ok(Self { pages_in_flight: n }),
-                _ => Err(ConfigError::Invalid {
-                    name: NAME,
-                    reason: format!("must be a whole number from 1 to 64, not {raw:?}"),
-                }),
-            },
-        }
-    }
-}
-
-/// What erasing (or previewing) one feature of one user did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Outcome {
-    pub removed: u64,
-    pub rewritten: u64,
-}
-
-impl std::ops::AddAssign for Outcome {
-    fn add_assign(&mut self, other: Self) {
-        self.removed += other.removed;
-        self.rewritten += other.rewritten;
-    }
-}
 
 /// How far one pass of erasure got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,22 +4,24 @@
 //! A task still working when the invocation nears its deadline pauses between pages and sends
 //! itself again as a continuation, so a user with any amount of data never hits the timeout.
 
+pub mod lambda;
+
 use std::time::Instant;
 
 use futures::future::join_all;
 use tracing::Instrument;
 
-use crate::api::now_ms;
+use crate::clock::now_ms;
 use crate::control::ControlStore;
 use crate::control::JobView;
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::task::{Task, TaskMessage};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
 use crate::features::deleter;
 use crate::keys::fingerprint;
 use crate::queue::TaskQueue;
-use crate::store::entity::Tenant;
 use crate::store::{DataStore, StoreError};
 use crate::webhook::queue::NotificationQueue;
 

@@ -1,53 +1,16 @@
-//! The entities of the data store, their keys, and the users each one refers to.
+//! The entities of the collaboration product, their keys, and the users each one refers to.
 //!
 //! Every entity knows its own key and its references: the (user, feature) pairs that must find
 //! it when that user is erased. The write path stores one reference item per pair in the user's
 //! partition, and erasure follows them, so the cost of erasing a user follows what they own.
+//! Plain data and string layout: the store writes these keys, nothing here talks to DynamoDB.
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::task::TaskKind;
+use super::mention::mention_tokens;
+use super::task::TaskKind;
+use super::tenant::Tenant;
 use crate::keys::component;
-
-/// The text that replaces a mention of an erased user: it carries nothing of them.
-pub const MENTION_PLACEHOLDER: &str = "[deleted user]";
-
-/// A tenant's key prefix, from its API key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Tenant(String);
-
-impl Tenant {
-    /// The tenant whose key prefix a record stored (see [`Tenant::as_str`]).
-    pub fn from_stored(prefix: String) -> Self {
-        Self(prefix)
-    }
-
-    pub fn from_api_key(api_key: &str) -> Self {
-        Self(format!("T#{}", component(api_key)))
-    }
-
-    /// The partition of a user: their profile, their reference items and their tombstone.
-    pub fn user_partition(&self, user_id: &str) -> String {
-        format!("{}#U#{}", self.0, component(user_id))
-    }
-
-    fn organization_partition(&self, organization_id: &str) -> String {
-        format!("{}#O#{}", self.0, component(organization_id))
-    }
-
-    fn document_partition(&self, organization_id: &str, document_id: &str) -> String {
-        format!(
-            "{}#D#{}",
-            self.organization_partition(organization_id),
-            component(document_id)
-        )
-    }
-
-    /// The key component of this tenant, for records outside the data table.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// A DynamoDB primary key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -254,24 +217,6 @@ pub enum Entity {
     Recording(Recording),
     Notification(Notification),
     View(View),
-}
-
-/// The mention tokens `{{userId}}` of a text, in order. A token ends at the first `}}`.
-pub fn mention_tokens(text: &str) -> Vec<&str> {
-    let mut tokens = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let after = &rest[start + 2..];
-        let Some(end) = after.find("}}") else { break };
-        tokens.push(&after[..end]);
-        rest = &after[end + 2..];
-    }
-    tokens
-}
-
-/// `text` with every mention token of `user_id` replaced by the neutral placeholder.
-pub fn without_mention(text: &str, user_id: &str) -> String {
-    text.replace(&format!("{{{{{user_id}}}}}"), MENTION_PLACEHOLDER)
 }
 
 fn annotation_sort_key(annotation_id: &str) -> String {
@@ -553,20 +498,6 @@ mod tests {
     }
 
     #[test]
-    fn mention_tokens_are_found_in_order() {
-        assert_eq!(mention_tokens("hi {{u1}} and {{u 2}}!"), ["u1", "u 2"]);
-        assert!(mention_tokens("{{unclosed").is_empty());
-    }
-
-    #[test]
-    fn removing_a_mention_leaves_ids_sharing_its_prefix() {
-        assert_eq!(
-            without_mention("{{u1}} {{u10}}", "u1"),
-            "[deleted user] {{u10}}"
-        );
-    }
-
-    #[test]
     fn a_comment_refers_to_its_author_and_everyone_it_mentions_once() {
         let c = comment("{{b}} {{c}} {{b}}", "a", &["b"]);
         assert_eq!(
@@ -623,15 +554,5 @@ mod tests {
             .sk
             .starts_with(&reference_prefix(TaskKind::Access, Some("org10"))));
         assert!(!r.sk.contains("org1"));
-    }
-
-    #[test]
-    fn entities_round_trip_through_dynamodb_items() {
-        let c = comment("{{b}}", "a", &["b"]);
-        let item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> =
-            serde_dynamo::to_item(&c).unwrap();
-        assert!(item.contains_key("entity"));
-        let back: Entity = serde_dynamo::from_item(item).unwrap();
-        assert_eq!(back, c);
     }
 }
