@@ -25,13 +25,12 @@ const WORLD: &str = include_str!("fixtures/world-small.json");
 
 /// The notifier binary under the bridge, consuming `queue_url`, as `scripts/run-local.sh` runs it.
 async fn start_notifier(env: &TestEnv, queue_url: &str) -> tokio::task::JoinHandle<()> {
-    let var = |name: &str| std::env::var(name).unwrap();
     let vars = [
         (
             "AWS_ENDPOINT_URL_DYNAMODB",
-            var("ERASURE_TEST_DYNAMODB_ENDPOINT"),
+            common::emulators::dynamodb_endpoint(),
         ),
-        ("AWS_ENDPOINT_URL_SQS", var("ERASURE_TEST_SQS_ENDPOINT")),
+        ("AWS_ENDPOINT_URL_SQS", common::emulators::sqs_endpoint()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "local".into()),
         ("AWS_SECRET_ACCESS_KEY", "local".into()),
