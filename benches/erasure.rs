@@ -524,10 +524,99 @@ fn verdict(met: bool) -> &'static str {
     }
 }
 
+/// The api's latencies: P3's two arms, interleaved, and the 100-user and status requests.
+struct ApiLatency {
+    one_user: Vec<Duration>,
+    floor: Vec<Duration>,
+    hundred_users: Vec<Duration>,
+    status: Vec<Duration>,
+}
+
+impl ApiLatency {
+    /// p99 of the 202 for one user over p99 of the bare PutItem + SendMessage.
+    fn p3(&self) -> f64 {
+        let (mut one_user, mut floor) = (self.one_user.clone(), self.floor.clone());
+        one_user.sort();
+        floor.sort();
+        ms(quantile(&one_user, 0.99)) / ms(quantile(&floor, 0.99))
+    }
+
+    fn print_detail(&self, rule: &str) {
+        println!("P3 in detail: Api::handle in process; DynamoDB and SQS over loopback");
+        println!(
+            "  {:<44} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "request", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean ms"
+        );
+        latency_row(
+            "POST delete, 1 user (9 tasks, 1 message)",
+            self.one_user.clone(),
+        );
+        latency_row("  floor: PutItem + SendMessage, bare", self.floor.clone());
+        latency_row(
+            "POST delete, 100 users (900 tasks, 100 msgs)",
+            self.hundred_users.clone(),
+        );
+        latency_row("POST delete/status", self.status.clone());
+        println!("{rule}");
+    }
+}
+
+async fn measure_api(bench: &Bench) -> ApiLatency {
+    eprintln!("P3: API latency…");
+    let mut one_user = Vec::new();
+    let mut floor = Vec::new();
+    let mut job_ids = Vec::new();
+    for round in 0..API_WARMUP + API_REQUESTS {
+        // Interleaved, so both see the same emulator load.
+        let (elapsed, job_id) = bench.start_job(&[format!("api-one-{round}")]).await;
+        let bare = bench.bare_acceptance(round).await;
+        if round >= API_WARMUP {
+            one_user.push(elapsed);
+            floor.push(bare);
+        }
+        job_ids.push(job_id);
+        bench.purge_queue().await;
+    }
+    let mut hundred_users = Vec::new();
+    for round in 0..API_REQUESTS_MANY {
+        let users: Vec<String> = (0..100).map(|k| format!("api-many-{round}-{k}")).collect();
+        let (elapsed, _) = bench.start_job(&users).await;
+        hundred_users.push(elapsed);
+        bench.purge_queue().await;
+    }
+    let mut status = Vec::new();
+    for job_id in job_ids.iter().skip(API_WARMUP) {
+        status.push(bench.job_status(job_id).await);
+    }
+    ApiLatency {
+        one_user,
+        floor,
+        hundred_users,
+        status,
+    }
+}
+
+/// `ERASURE_BENCH_ONLY=p3`: the api's latencies alone, for a quick look at the 202 path.
+async fn run_api_only(bench: &Bench) {
+    let api = measure_api(bench).await;
+    bench.tear_down().await;
+    let rule = "-".repeat(100);
+    println!();
+    println!(
+        "  P3  p99 of the 202 (1 user) / p99 of PutItem + SendMessage: {:.2} (goal ≤ {GOAL_P3})",
+        api.p3()
+    );
+    println!("{rule}");
+    api.print_detail(&rule);
+}
+
 async fn run() {
     let scale = scale();
     let total = Instant::now();
     let bench = Bench::new().await;
+    if std::env::var("ERASURE_BENCH_ONLY").as_deref() == Ok("p3") {
+        return run_api_only(&bench).await;
+    }
     let p1_entities = scaled(P1_ENTITIES, scale);
     let p2_entities = scaled(P2_ENTITIES, scale);
     let per_doc = items_per_background_document();
@@ -600,33 +689,7 @@ async fn run() {
         large.push(measured_erase(&bench, &format!("p2-large-{i}"), p2_entities, "engine").await);
     }
 
-    // P3: the 202 path against its floor.
-    eprintln!("P3: API latency… ({:.0} s)", total.elapsed().as_secs_f64());
-    let mut one_user = Vec::new();
-    let mut floor = Vec::new();
-    let mut job_ids = Vec::new();
-    for round in 0..API_WARMUP + API_REQUESTS {
-        // Interleaved, so both see the same emulator load.
-        let (elapsed, job_id) = bench.start_job(&[format!("api-one-{round}")]).await;
-        let bare = bench.bare_acceptance(round).await;
-        if round >= API_WARMUP {
-            one_user.push(elapsed);
-            floor.push(bare);
-        }
-        job_ids.push(job_id);
-        bench.purge_queue().await;
-    }
-    let mut hundred_users = Vec::new();
-    for round in 0..API_REQUESTS_MANY {
-        let users: Vec<String> = (0..100).map(|k| format!("api-many-{round}-{k}")).collect();
-        let (elapsed, _) = bench.start_job(&users).await;
-        hundred_users.push(elapsed);
-        bench.purge_queue().await;
-    }
-    let mut status = Vec::new();
-    for job_id in job_ids.iter().skip(API_WARMUP) {
-        status.push(bench.job_status(job_id).await);
-    }
+    let api = measure_api(&bench).await;
     bench.tear_down().await;
 
     // Report.
@@ -636,9 +699,7 @@ async fn run() {
     let mut large_rates: Vec<f64> = large.iter().map(|a| a.seconds).collect();
     let (small_median, large_median) = (median(&mut small_rates), median(&mut large_rates));
     let p2 = large_median / small_median;
-    one_user.sort();
-    floor.sort();
-    let p3 = ms(quantile(&one_user, 0.99)) / ms(quantile(&floor, 0.99));
+    let p3 = api.p3();
     let p4 = engine.rss_kib as f64 / 1024.0;
     println!();
     println!(
@@ -731,19 +792,7 @@ async fn run() {
         grow_large.as_secs_f64()
     );
     println!("{rule}");
-    println!("P3 in detail: Api::handle in process; DynamoDB and SQS over loopback");
-    println!(
-        "  {:<44} {:>4} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "request", "n", "p50 ms", "p95 ms", "p99 ms", "max ms", "mean ms"
-    );
-    latency_row("POST delete, 1 user (9 tasks, 1 message)", one_user);
-    latency_row("  floor: PutItem + SendMessage, bare", floor);
-    latency_row(
-        "POST delete, 100 users (900 tasks, 100 msgs)",
-        hundred_users,
-    );
-    latency_row("POST delete/status", status);
-    println!("{rule}");
+    api.print_detail(&rule);
     println!("total run time: {:.1} s", total.elapsed().as_secs_f64());
 }
 

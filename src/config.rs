@@ -58,7 +58,8 @@ pub struct ApiConfig {
     pub tables: Tables,
     /// `TASK_QUEUE_URL`: where tasks are sent.
     pub task_queue_url: String,
-    /// `RATE_LIMIT_PER_MINUTE`: requests a tenant may make per minute (default 600).
+    /// `RATE_LIMIT_PER_MINUTE`: units a tenant may spend per minute and credential (default
+    /// 600): a delete or dry run costs its users, any other request 1.
     pub rate_limit_per_minute: u32,
     /// `JOB_RETENTION_DAYS`: how long finished job records are kept (default 30).
     pub job_retention_days: u32,

@@ -1,6 +1,7 @@
 //! erasure: erases a user's data from a collaboration product, behind a Velt-compatible
 //! "Delete All User Data" API on AWS Lambda.
 
+pub mod accept;
 pub mod api;
 pub mod aws;
 pub mod bridge;

@@ -315,6 +315,7 @@ async fn without_an_idempotency_key_every_call_makes_a_new_job() {
 async fn a_tenant_over_its_rate_limit_gets_429() {
     let env = TestEnv::with_rate_limit(2).await;
     let body = r#"{"data":{"jobId":"AAAAAAAAAAAAAAAAAAAA"}}"#;
+    within_one_minute().await;
     assert_eq!(env.post(STATUS, body).await.0, 404);
     assert_eq!(env.post(STATUS, body).await.0, 404);
     let (status, answer) = env.post(STATUS, body).await;
@@ -328,6 +329,52 @@ async fn a_tenant_over_its_rate_limit_gets_429() {
             )
         )
     );
+}
+
+/// Waits, when the minute is about to turn, for the next one: the rate limit's window is the
+/// clock's minute, and a test's few requests must fall in one.
+async fn within_one_minute() {
+    let into_minute = erasure::clock::now_ms().rem_euclid(60_000);
+    if into_minute > 55_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(
+            (60_100 - into_minute) as u64,
+        ))
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_rate_limit_counts_users_not_requests() {
+    let env = TestEnv::with_rate_limit(5).await;
+    let three_users = r#"{"data":{"userIds":["a","b","c"],"dryRun":true}}"#;
+    let status = r#"{"data":{"jobId":"AAAAAAAAAAAAAAAAAAAA"}}"#;
+    within_one_minute().await;
+    assert_eq!(env.post(DELETE, three_users).await.0, 200);
+    // 3 + 3 > 5: refused, and the refusal costs nothing.
+    let (code, answer) = env.post(DELETE, three_users).await;
+    assert_eq!(
+        (code, answer["error"]["status"].as_str()),
+        (429, Some("RESOURCE_EXHAUSTED"))
+    );
+    // 3 + 1 + 1 = 5: both admitted; then the sixth unit is refused.
+    assert_eq!(env.post(STATUS, status).await.0, 404);
+    assert_eq!(env.post(STATUS, status).await.0, 404);
+    assert_eq!(env.post(STATUS, status).await.0, 429);
+}
+
+#[tokio::test]
+async fn wrong_tokens_never_use_up_the_tenants_rate_limit() {
+    let env = TestEnv::with_rate_limit(2).await;
+    let body = r#"{"data":{"jobId":"AAAAAAAAAAAAAAAAAAAA"}}"#;
+    let wrong = [("x-velt-api-key", API_KEY), ("x-velt-auth-token", "wrong")];
+    within_one_minute().await;
+    // Past their own bucket's limit, wrong tokens are still told 401, never 429.
+    for _ in 0..5 {
+        assert_eq!(env.request("POST", STATUS, &wrong, body).await.0, 401);
+    }
+    assert_eq!(env.post(STATUS, body).await.0, 404);
+    assert_eq!(env.post(STATUS, body).await.0, 404);
+    assert_eq!(env.post(STATUS, body).await.0, 429);
 }
 
 #[tokio::test]

@@ -351,3 +351,30 @@ async fn a_user_with_many_pages_of_comments_is_erased_exactly_with_pages_in_para
     assert_eq!(count("Annotation"), 20);
     assert_eq!(count("View"), 20);
 }
+
+#[tokio::test]
+async fn a_dry_run_that_cannot_count_in_time_is_refused_naming_the_field() {
+    let env = TestEnv::new().await;
+    env.seed(&env.tenant(), WORLD).await;
+    let body = r#"{"data":{"userIds":["u1","u2"],"dryRun":true}}"#;
+    let headers = [
+        ("x-velt-api-key", common::API_KEY),
+        ("x-velt-auth-token", common::AUTH_TOKEN),
+    ];
+    // Counting reads the table: no read can answer within a microsecond.
+    let hurried = env
+        .api
+        .clone()
+        .with_dry_run_budget(std::time::Duration::from_micros(1));
+    let (status, answer) =
+        common::request_to(&hurried, "POST", "/v2/users/data/delete", &headers, body).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["status"], "INVALID_ARGUMENT");
+    assert!(answer["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("dryRun:"));
+    // With the deployed budget the same preview answers.
+    assert_eq!(env.post("/v2/users/data/delete", body).await.0, 200);
+    assert_eq!(env.queue_depth(&env.queue_url).await, 0);
+}

@@ -17,6 +17,7 @@ use crate::clock::now_ms;
 use crate::config::ApiConfig;
 use crate::control::ControlStore;
 use crate::domain::ids::{ApiKey, IdempotencyKey};
+use crate::domain::request::parse_delete;
 use crate::domain::tenant::Tenant;
 use crate::keys::fingerprint;
 use crate::queue::TaskQueue;
@@ -36,7 +37,12 @@ pub struct Api {
     pub(crate) data: DataStore,
     pub(crate) queue: TaskQueue,
     pub(crate) config: ApiConfig,
+    /// How long a dry run may count before it is refused (it reads what the users own).
+    pub(crate) dry_run_budget: std::time::Duration,
 }
+
+/// A dry run's time: the api's Lambda timeout is 10 s, and the answer must leave before it.
+pub const DRY_RUN_BUDGET: std::time::Duration = std::time::Duration::from_secs(7);
 
 enum Route {
     Delete,
@@ -56,7 +62,14 @@ impl Api {
             data,
             queue,
             config,
+            dry_run_budget: DRY_RUN_BUDGET,
         }
+    }
+
+    /// The same api, with dry runs refused after `budget` instead of [`DRY_RUN_BUDGET`].
+    pub fn with_dry_run_budget(mut self, budget: std::time::Duration) -> Self {
+        self.dry_run_budget = budget;
+        self
     }
 
     /// Answers one request. Never fails: every failure is an envelope with its status.
@@ -77,37 +90,52 @@ impl Api {
         if request.method() != Method::POST {
             return Err(ApiError::MethodNotAllowed);
         }
-        let tenant = self.authenticate(request.headers()).await?;
+        let (api_key, token) = credentials(request.headers())?;
         let body = request.body();
-        if body.len() > MAX_BODY_BYTES {
+        let too_large = body.len() > MAX_BODY_BYTES;
+        // Parsed before the calls so that the rate limit can count what the request costs: a
+        // delete (or dry run) counts its users, anything else 1. Errors are answered in the
+        // contract's order all the same: 401, 413, 429, then 400.
+        let parsed = match route {
+            Route::Delete if !too_large => Some(parse_delete(body)),
+            _ => None,
+        };
+        let cost = match &parsed {
+            Some(Ok(request)) => u32::try_from(request.user_ids.len()).unwrap_or(u32::MAX),
+            _ => 1,
+        };
+        let now = now_ms();
+        // Authentication and the rate limit's count at once: one round trip, not two. The
+        // count is kept per credential pair, so requests with a wrong token (an API key is no
+        // secret) never use up the tenant's budget.
+        let limit = self.config.rate_limit_per_minute;
+        let (tenant, admitted) = futures::join!(self.authenticate(&api_key, token), async {
+            if too_large {
+                return Ok(true);
+            }
+            let bucket = Tenant::from_api_key(api_key.as_str());
+            self.control.admit(&bucket, token, cost, limit, now).await
+        });
+        let tenant = tenant?;
+        if too_large {
             return Err(ApiError::PayloadTooLarge);
         }
-        let now = now_ms();
-        if !self
-            .control
-            .admit(&tenant, self.config.rate_limit_per_minute, now)
-            .await?
-        {
+        if !admitted? {
             return Err(ApiError::RateLimited);
         }
         match route {
             Route::Delete => {
                 let idempotency_key = idempotency_key(request.headers())?;
-                self.delete(&tenant, idempotency_key, body, now).await
+                let request = parsed.expect("a delete's body is parsed")?;
+                self.delete(&tenant, idempotency_key, request, now).await
             }
             Route::Status => self.status(&tenant, body).await,
             Route::Export => self.export(&tenant, body).await,
         }
     }
 
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<Tenant, ApiError> {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let (Some(api_key), Some(token)) = (header("x-velt-api-key"), header("x-velt-auth-token"))
-        else {
-            return Err(ApiError::Unauthenticated);
-        };
-        let api_key = ApiKey::parse(api_key).ok_or(ApiError::Unauthenticated)?;
-        match self.control.authenticate(&api_key, token).await? {
+    async fn authenticate(&self, api_key: &ApiKey, token: &str) -> Result<Tenant, ApiError> {
+        match self.control.authenticate(api_key, token).await? {
             Some(tenant) => Ok(tenant),
             None => {
                 tracing::info!(api_key = %fingerprint(api_key.as_str()), "authentication refused");
@@ -115,6 +143,17 @@ impl Api {
             }
         }
     }
+}
+
+/// The API key and token a request presents; 401 when either is missing or malformed.
+fn credentials(headers: &HeaderMap) -> Result<(ApiKey, &str), ApiError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(api_key), Some(token)) = (header("x-velt-api-key"), header("x-velt-auth-token"))
+    else {
+        return Err(ApiError::Unauthenticated);
+    };
+    let api_key = ApiKey::parse(api_key).ok_or(ApiError::Unauthenticated)?;
+    Ok((api_key, token))
 }
 
 /// The envelope of a failure, logged by class: causes of 5xx in full, refusals by status only.

@@ -21,6 +21,23 @@ fn job_key(job_id: &JobId) -> Item {
     key(format!("JOB#{job_id}"), "JOB")
 }
 
+/// One request's claim on sending a job's tasks: when it was taken, and a random id that tells
+/// it from every other request's (two claims taken in the same millisecond stay two).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendClaim {
+    pub at_ms: i64,
+    pub id: String,
+}
+
+impl SendClaim {
+    pub fn new(at_ms: i64) -> Self {
+        Self {
+            at_ms,
+            id: format!("{:016x}", rand::random::<u64>()),
+        }
+    }
+}
+
 /// A job as it is created.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -153,14 +170,24 @@ impl ControlStore {
             .set_key(Some(job_key(job_id)))
     }
 
-    /// Stores a new job; `false` when a job with this id exists already (an idempotent retry),
-    /// which is left as it is.
+    /// Stores a new job holding `claim` (its tasks are this request's to send); `false` when a
+    /// job with this id exists already (an idempotent retry), which is left as it is.
     ///
-    /// The job's entry in the open-jobs index is written first, so that no job ever exists
-    /// that the sweep cannot find (an entry without a job is removed by the sweep).
-    pub async fn create_job(&self, job: &NewJob) -> Result<bool, DynamoError> {
-        self.put_open_entry(&job.job_id, job.created_at_ms, job.expires_at_s)
-            .await?;
+    /// The job's entry in the open-jobs index is written at the same time (and again by every
+    /// retry), so the acceptance pays one round trip for both. The request goes on only when
+    /// both are stored, so a job with tombstones or tasks always has its entry. What a failure
+    /// can leave: an entry without a job (the sweep removes it), or a job without an entry that
+    /// holds nothing — no tombstone, no task — and whose id no caller has (it answered 503).
+    pub async fn create_job(&self, job: &NewJob, claim: &SendClaim) -> Result<bool, DynamoError> {
+        let (entry, created) = futures::join!(
+            self.put_open_entry(&job.job_id, job.created_at_ms, job.expires_at_s),
+            self.put_job(job, claim)
+        );
+        entry?;
+        created
+    }
+
+    async fn put_job(&self, job: &NewJob, claim: &SendClaim) -> Result<bool, DynamoError> {
         let mut item = job_key(&job.job_id);
         let s = |v: &str| AttributeValue::S(v.to_owned());
         let n = |v: i64| AttributeValue::N(v.to_string());
@@ -180,6 +207,8 @@ impl ControlStore {
         item.insert("createdAt".into(), n(job.created_at_ms));
         item.insert("expiresAt".into(), n(job.expires_at_s));
         item.insert("retryable".into(), AttributeValue::Bool(job.retryable));
+        item.insert("sendClaimedAt".into(), n(claim.at_ms));
+        item.insert("sendClaimId".into(), s(&claim.id));
         let put = self
             .client
             .put_item()
@@ -207,39 +236,38 @@ impl ControlStore {
     /// Claims the sending of the job's tasks for one request, so that concurrent retries with
     /// one `Idempotency-Key` send them once. `false` while another request's claim is fresh or
     /// once the job is fully enqueued. A claim older than `stale_before` belongs to a request
-    /// that died (the api's timeout is far shorter), so it can be taken over.
+    /// that died (the api's timeout is far shorter), so it can be taken over. A request finding
+    /// its own claim (stored by `create_job` whose answer was lost) holds it still.
     pub async fn claim_send(
         &self,
         job_id: &JobId,
-        now_ms: i64,
+        claim: &SendClaim,
         stale_before_ms: i64,
     ) -> Result<bool, DynamoError> {
         let result = self
             .update_job(job_id)
-            .update_expression("SET sendClaimedAt = :now")
+            .update_expression("SET sendClaimedAt = :now, sendClaimId = :id")
             .condition_expression(
                 "attribute_exists(pk) AND attribute_not_exists(enqueuedAt) AND \
-                 (attribute_not_exists(sendClaimedAt) OR sendClaimedAt < :stale)",
+                 (attribute_not_exists(sendClaimedAt) OR sendClaimedAt < :stale \
+                  OR sendClaimId = :id)",
             )
-            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(claim.at_ms.to_string()))
+            .expression_attribute_values(":id", AttributeValue::S(claim.id.clone()))
             .expression_attribute_values(":stale", AttributeValue::N(stale_before_ms.to_string()))
             .send()
             .await;
         dynamo::applied("UpdateItem", result)
     }
 
-    /// Gives up a claim taken at `claimed_at_ms` whose sending failed, so that a retry can send
-    /// at once instead of waiting for the claim to go stale.
-    pub async fn release_send(
-        &self,
-        job_id: &JobId,
-        claimed_at_ms: i64,
-    ) -> Result<(), DynamoError> {
+    /// Gives up `claim` when its sending failed, so that a retry can send at once instead of
+    /// waiting for the claim to go stale.
+    pub async fn release_send(&self, job_id: &JobId, claim: &SendClaim) -> Result<(), DynamoError> {
         let result = self
             .update_job(job_id)
-            .update_expression("REMOVE sendClaimedAt")
-            .condition_expression("sendClaimedAt = :mine")
-            .expression_attribute_values(":mine", AttributeValue::N(claimed_at_ms.to_string()))
+            .update_expression("REMOVE sendClaimedAt, sendClaimId")
+            .condition_expression("sendClaimId = :mine")
+            .expression_attribute_values(":mine", AttributeValue::S(claim.id.clone()))
             .send()
             .await;
         dynamo::applied("UpdateItem", result).map(drop)

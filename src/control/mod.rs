@@ -9,7 +9,7 @@ mod report;
 mod tenants;
 
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
-pub use jobs::{JobView, NewJob};
+pub use jobs::{JobView, NewJob, SendClaim};
 pub use open_jobs::OpenEntry;
 pub use tenants::{generate_auth_token, Webhook};
 
