@@ -18,6 +18,8 @@ const BATCH: usize = 10;
 const CONCURRENCY: usize = 8;
 /// Rounds of retrying refused entries.
 const ROUNDS: u32 = 5;
+/// SQS's longest message delay.
+const MAX_DELAY_SECONDS: i32 = 900;
 
 /// An SQS failure, kept with its cause and classified once (see [`Fault`]).
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +106,15 @@ impl TaskQueue {
     /// Sends every task, one message per user. Safe to repeat: the worker skips a task the
     /// job already counts as done.
     pub async fn send_all(&self, tasks: &[Task]) -> Result<(), QueueError> {
+        self.send_all_after(tasks, Duration::ZERO).await
+    }
+
+    /// Sends `tasks` like [`TaskQueue::send_all`], each message invisible for `delay` first
+    /// (SQS's `DelaySeconds`, rounded up, at most 15 minutes).
+    pub async fn send_all_after(&self, tasks: &[Task], delay: Duration) -> Result<(), QueueError> {
+        let delay_seconds = i32::try_from(delay.as_millis().div_ceil(1000))
+            .unwrap_or(MAX_DELAY_SECONDS)
+            .min(MAX_DELAY_SECONDS);
         let bodies = TaskMessage::group(tasks)
             .iter()
             .map(serde_json::to_string)
@@ -111,14 +122,14 @@ impl TaskQueue {
             .map_err(QueueError::Encode)?;
         let chunks: Vec<Vec<String>> = bodies.chunks(BATCH).map(<[String]>::to_vec).collect();
         stream::iter(chunks)
-            .map(|chunk| self.send_batch(chunk))
+            .map(|chunk| self.send_batch(chunk, delay_seconds))
             .buffer_unordered(CONCURRENCY)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())
     }
 
-    async fn send_batch(&self, bodies: Vec<String>) -> Result<(), QueueError> {
+    async fn send_batch(&self, bodies: Vec<String>, delay_seconds: i32) -> Result<(), QueueError> {
         let mut pending: Vec<(String, &String)> = bodies
             .iter()
             .enumerate()
@@ -132,6 +143,7 @@ impl TaskQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
                         .message_body(*body)
+                        .set_delay_seconds((delay_seconds > 0).then_some(delay_seconds))
                         .build()
                         .map_err(QueueError::Request)
                 })
@@ -182,7 +194,7 @@ impl TaskQueue {
                 .iter()
                 .map(|m| m.body().unwrap_or_default().to_owned())
                 .collect();
-            self.send_batch(bodies).await?;
+            self.send_batch(bodies, 0).await?;
             let entries = messages
                 .iter()
                 .enumerate()

@@ -10,6 +10,7 @@ use erasure::domain::ids::{JobId, UserId};
 use erasure::domain::task::plan_tasks;
 use erasure::domain::task::TaskKind;
 use erasure::queue::TaskQueue;
+use erasure::store::WriteWindow;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 
@@ -201,6 +202,12 @@ async fn a_task_that_reaches_the_invocation_deadline_continues_in_a_new_message(
     let mut env = TestEnv::new().await;
     // Every invocation is already past its deadline: each task does one page per delivery.
     env.invocation_budget = std::time::Duration::ZERO;
+    // This test counts the deadline's continuations; the write window's wait before the final
+    // verification (a continuation of its own under a passed deadline) is tests/write_race.rs's.
+    env.worker = env.worker_with(env.data.clone().with_write_window(WriteWindow {
+        land_within: std::time::Duration::from_secs(1),
+        verify_after: std::time::Duration::ZERO,
+    }));
     let documents: Vec<serde_json::Value> = (0..250)
         .map(|i| {
             serde_json::json!({

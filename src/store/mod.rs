@@ -7,6 +7,7 @@ pub mod synthetic;
 pub mod tuning;
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
@@ -30,6 +31,10 @@ pub enum StoreError {
     UserErased { user: String },
     #[error("an item kept changing under a rewrite; giving up for now")]
     Contention,
+    /// The write could not land within its window after the tombstone check: some of it may
+    /// have landed (inside the window), the rest did not. The writer may try again.
+    #[error("the write did not land within {0:?} of its tombstone check; try again")]
+    WindowPassed(Duration),
 }
 
 impl StoreError {
@@ -40,13 +45,50 @@ impl StoreError {
     }
 }
 
+/// The bound that closes the race between a writer and an erasure (DESIGN §3 "Writes racing
+/// an erasure"). Without transactions, a tombstone check and the write it allows are two calls:
+/// a writer that checked just before a job was accepted could land after the job's tasks
+/// finished. So a write lands within `land_within` of its check or not at all, and a task
+/// verifies its user's data gone no earlier than `verify_after` past the user's tombstone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteWindow {
+    pub land_within: Duration,
+    /// Longer than `land_within`, by the slack a request the writer gave up on may still
+    /// spend in flight, and the clock skew between machines.
+    pub verify_after: Duration,
+}
+
+impl Default for WriteWindow {
+    /// A 25-item BatchWriteItem takes milliseconds; a second covers the SDK's retries of a
+    /// throttled one. Two seconds more for a request in flight and for clock skew.
+    fn default() -> Self {
+        Self {
+            land_within: Duration::from_secs(1),
+            verify_after: Duration::from_secs(3),
+        }
+    }
+}
+
 /// The collaboration data store in one DynamoDB table.
 #[derive(Clone)]
 pub struct DataStore {
     pub(crate) client: Client,
     pub(crate) table: String,
     pub(crate) tuning: tuning::Tuning,
+    pub(crate) window: WriteWindow,
 }
+
+/// A write whose users were found writable at `checked_at`: it lands within the store's
+/// window of that moment, or not at all ([`DataStore::check_write`]).
+pub struct CheckedWrite {
+    tenant: Tenant,
+    entities: Vec<Entity>,
+    checked_at: Instant,
+}
+
+/// Entities written per tombstone check: with their reference items, a few parallel
+/// BatchWriteItems, one round trip well inside the write window.
+const ENTITIES_PER_CHECK: usize = 100;
 
 /// Parallel single-item writes (tombstones) in flight at once.
 const UPDATE_CONCURRENCY: usize = 16;
@@ -83,6 +125,7 @@ impl DataStore {
             client,
             table: table.into(),
             tuning: tuning::Tuning::default(),
+            window: WriteWindow::default(),
         }
     }
 
@@ -92,27 +135,45 @@ impl DataStore {
         self
     }
 
+    /// The same store, closing the write race with `window` instead of the default.
+    pub fn with_write_window(mut self, window: WriteWindow) -> Self {
+        self.window = window;
+        self
+    }
+
+    pub fn write_window(&self) -> WriteWindow {
+        self.window
+    }
+
     /// Stores entities with their reference items. Refused whole, before anything is written,
     /// when any of them names a user erased in its scope. A comment's `taggedUserContacts` is
     /// derived here from its `to` and the users' records (from this batch or the store).
-    pub async fn write(
+    pub async fn write(&self, tenant: &Tenant, entities: Vec<Entity>) -> Result<(), StoreError> {
+        // Groups small enough to land well inside the window, each checked just before it goes.
+        for group in entities.chunks(ENTITIES_PER_CHECK) {
+            self.check_write(tenant, group.to_vec())
+                .await?
+                .land(self)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The first half of a write: refuses it if it names an erased user, and fills in what the
+    /// store derives. What it returns must [`CheckedWrite::land`] within the window.
+    pub async fn check_write(
         &self,
         tenant: &Tenant,
         mut entities: Vec<Entity>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<CheckedWrite, StoreError> {
+        let checked_at = Instant::now();
         self.refuse_erased_users(tenant, &entities).await?;
         self.derive_tagged_contacts(tenant, &mut entities).await?;
-        let mut requests = Vec::new();
-        for entity in &entities {
-            requests.push(dynamo::put_request(entity_item(tenant, entity)?));
-            for reference in reference_keys(tenant, entity) {
-                requests.push(dynamo::put_request(reference_item(
-                    tenant, entity, &reference,
-                )));
-            }
-        }
-        dynamo::batch_write(&self.client, &self.table, requests).await?;
-        Ok(())
+        Ok(CheckedWrite {
+            tenant: tenant.clone(),
+            entities,
+            checked_at,
+        })
     }
 
     /// Marks users as erased (in `organizations`, or everywhere when empty): from now on the
@@ -260,6 +321,41 @@ impl DataStore {
                     .collect();
             }
         }
+        Ok(())
+    }
+}
+
+impl CheckedWrite {
+    /// Writes the entities and their reference items, all within the window of the check:
+    /// a call still unanswered when it closes is abandoned and the write fails; what landed,
+    /// landed inside the window. A task that could have missed it verifies after the window
+    /// (`WriteWindow::verify_after`). The reference items go first, so that a write cut short
+    /// (the window, a crash) never leaves an entity its users' erasure cannot find.
+    pub async fn land(self, store: &DataStore) -> Result<(), StoreError> {
+        let mut references = Vec::new();
+        let mut entities = Vec::new();
+        for entity in &self.entities {
+            entities.push(dynamo::put_request(entity_item(&self.tenant, entity)?));
+            for reference in reference_keys(&self.tenant, entity) {
+                references.push(dynamo::put_request(reference_item(
+                    &self.tenant,
+                    entity,
+                    &reference,
+                )));
+            }
+        }
+        let within = store.window.land_within;
+        let closes = self.checked_at + within;
+        if Instant::now() >= closes {
+            return Err(StoreError::WindowPassed(within));
+        }
+        let landing = async {
+            dynamo::batch_write(&store.client, &store.table, references).await?;
+            dynamo::batch_write(&store.client, &store.table, entities).await
+        };
+        tokio::time::timeout_at(closes.into(), landing)
+            .await
+            .map_err(|_| StoreError::WindowPassed(within))??;
         Ok(())
     }
 }

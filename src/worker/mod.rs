@@ -6,7 +6,7 @@
 
 pub mod lambda;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::Instrument;
@@ -49,9 +49,20 @@ enum TaskError {
 /// How a task's run ended, when it did not fail.
 enum TaskEnd {
     Done,
-    /// Stopped at the deadline with work left: goes on in a continuation, from this position
-    /// of the job's scope.
-    Paused(usize),
+    /// Stopped with work left: goes on in a continuation, from position `at` of the job's
+    /// scope, sent with `delay` (the deadline came: none; the final verification must wait
+    /// for the write window to close, and the invocation cannot wait that long: the rest of it).
+    Paused {
+        at: usize,
+        delay: Duration,
+    },
+}
+
+/// The latest moment a job's tombstones can have been written: before its enqueued mark, and
+/// before any of its messages was sent, so before this one was received (`received_ms`).
+fn tombstones_written_by(job: &JobView, received_ms: i64) -> i64 {
+    job.enqueued_at
+        .map_or(received_ms, |enqueued| enqueued.min(received_ms))
 }
 
 /// The worker's capabilities, built once per cold start.
@@ -110,6 +121,7 @@ impl Worker {
     /// Runs a message's tasks concurrently; true when none of them failed. Paused tasks go on in
     /// one continuation message; on the last attempt, each failed task is recorded on the job.
     async fn run_message(&self, delivery: &Delivery, deadline: Instant) -> bool {
+        let received_ms = now_ms();
         let message = match serde_json::from_str::<TaskMessage>(&delivery.body) {
             Ok(message) => message,
             Err(error) => {
@@ -151,17 +163,21 @@ impl Worker {
         }
         let ends = join_all(tasks.iter().map(|task| {
             let span = tracing::info_span!("task", job_id = %task.job_id, task_id = %task.task_id, user = %fingerprint(task.user_id.as_str()));
-            self.run_task(&job, task, delivery.receive_count, deadline)
+            self.run_task(&job, task, delivery.receive_count, received_ms, deadline)
                 .instrument(span)
         }))
         .await;
         let last = delivery.receive_count >= self.max_receive_count;
         let mut failed: Vec<&Task> = Vec::new();
         let mut paused: Vec<Task> = Vec::new();
+        let mut delay = Duration::ZERO;
         for (task, end) in tasks.iter().zip(ends) {
             match end {
                 Ok(TaskEnd::Done) => {}
-                Ok(TaskEnd::Paused(position)) => paused.push(task.continued_at(position)),
+                Ok(TaskEnd::Paused { at, delay: wait }) => {
+                    paused.push(task.continued_at(at));
+                    delay = delay.max(wait);
+                }
                 Err(error) => {
                     tracing::error!(job_id = %task.job_id, task_id = %task.task_id, attempt = delivery.receive_count, last, error = &error as &dyn std::error::Error, "task failed");
                     failed.push(task);
@@ -181,7 +197,7 @@ impl Worker {
         if !paused.is_empty() {
             // Sent before this delivery is acknowledged: a crash in between runs the tasks
             // twice, which is harmless; losing them is not possible.
-            if let Err(error) = self.queue.send_all(&paused).await {
+            if let Err(error) = self.queue.send_all_after(&paused, delay).await {
                 tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not send the continuation");
                 failed.extend(&paused);
             }
@@ -219,6 +235,7 @@ impl Worker {
         job: &JobView,
         task: &Task,
         receive_count: u32,
+        received_ms: i64,
         deadline: Instant,
     ) -> Result<TaskEnd, TaskError> {
         if job.succeeded.contains(&task.task_id) {
@@ -242,7 +259,7 @@ impl Worker {
                 Some(deadline),
             )
             .await?;
-        let outcome = pass.outcome;
+        let mut outcome = pass.outcome;
         if let Some(position) = pass.resume_at {
             self.control
                 .record_progress(&task.job_id, task.kind, outcome, now_ms())
@@ -253,7 +270,30 @@ impl Worker {
                 resume_at = position,
                 "task paused at the deadline"
             );
-            return Ok(TaskEnd::Paused(position));
+            return Ok(TaskEnd::Paused {
+                at: position,
+                delay: Duration::ZERO,
+            });
+        }
+        // A writer that checked the tombstone just before it was written lands within the
+        // write window of its check: look once more after the window has closed.
+        let window = self.data.write_window();
+        let verify_at =
+            tombstones_written_by(job, received_ms) + window.verify_after.as_millis() as i64;
+        let wait = Duration::from_millis(u64::try_from(verify_at - now_ms()).unwrap_or(0));
+        if !wait.is_zero() {
+            if Instant::now() + wait >= deadline {
+                self.control
+                    .record_progress(&task.job_id, task.kind, outcome, now_ms())
+                    .await?;
+                tracing::info!("task waits for the write window in a continuation");
+                return Ok(TaskEnd::Paused { at: 0, delay: wait });
+            }
+            tokio::time::sleep(wait).await;
+            outcome += self
+                .data
+                .erase(&tenant, &task.user_id, deleter, &job.organization_ids)
+                .await?;
         }
         let remaining = self
             .data

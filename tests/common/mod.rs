@@ -137,6 +137,17 @@ impl TestEnv {
             .unwrap();
     }
 
+    /// A worker of this environment's queue and tables whose store is `data` (another tuning
+    /// or write window).
+    pub fn worker_with(&self, data: DataStore) -> Worker {
+        Worker::new(
+            self.control.clone(),
+            data,
+            TaskQueue::new(self.sqs.clone(), &self.queue_url),
+            infra::MAX_RECEIVE_COUNT,
+        )
+    }
+
     /// A worker on a table that does not exist: every task it runs fails.
     pub fn broken_worker(&self) -> Worker {
         Worker::new(
