@@ -375,6 +375,7 @@ async fn a_token_altered_or_issued_for_another_user_organization_or_tenant_is_re
             job_retention_days: 30,
             export_token_key: ExportTokenKey::parse("export-token-key-for-tests-only-0123456789")
                 .unwrap(),
+            webhook_queue_url: None,
         },
     );
     let (status, answer) = post_as(&blind, API_KEY, AUTH_TOKEN, &body("org1", "u1", None)).await;
@@ -423,6 +424,7 @@ async fn a_token_altered_or_issued_for_another_user_organization_or_tenant_is_re
             job_retention_days: 30,
             export_token_key: ExportTokenKey::parse("another-export-token-key-0123456789abcdef")
                 .unwrap(),
+            webhook_queue_url: None,
         },
     );
     let (status, answer) = post_as(
