@@ -153,6 +153,18 @@ fn model(world: &[Entity], user: &str, org: &str) -> Export {
     for entity in world {
         if let Some((section, involvement)) = placed(entity, user, org) {
             let mut item = serde_json::to_value(entity).unwrap();
+            // GDPR art. 15(4): other users a comment tags appear by their id only; the user's
+            // own contact stays whole.
+            if let Some(contacts) = item
+                .get_mut("taggedUserContacts")
+                .and_then(Value::as_array_mut)
+            {
+                for contact in contacts.iter_mut() {
+                    if contact["userId"] != user {
+                        *contact = json!({"userId": contact["userId"]});
+                    }
+                }
+            }
             if !involvement.is_empty() {
                 item["involvement"] = json!(involvement);
             }
@@ -307,6 +319,57 @@ async fn every_user_of_a_rich_world_exports_exactly_their_data_in_each_organizat
     }
     // The world is rich enough for the comparison to mean something.
     assert!(exported > 200, "{exported} items exported");
+}
+
+/// GDPR art. 15(4): no export carries another user's email or name, though comments the user
+/// wrote or is tagged in stored those of everyone they tag; the user's own stay (fails without
+/// `as_exported` in `src/store/export.rs`).
+#[tokio::test]
+async fn an_export_shows_other_tagged_users_by_id_only() {
+    let env = TestEnv::new().await;
+    env.seed(&env.tenant(), RICH_WORLD).await;
+    let fixture: Value = serde_json::from_str(RICH_WORLD).unwrap();
+    let people: Vec<(&str, &str, &str)> = fixture["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let field = |name: &str| u[name].as_str().unwrap();
+            (field("userId"), field("name"), field("email"))
+        })
+        .collect();
+    let mut own_contacts_seen = 0;
+    let mut others_tagged_seen = 0;
+    for org in organizations(RICH_WORLD) {
+        for (user, _, email) in &people {
+            let (got, _) = export_all(&env, &org, user).await;
+            for comment in &got["comments"] {
+                let comment: Value = serde_json::from_str(comment).unwrap();
+                for contact in comment["taggedUserContacts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if contact["userId"] == *user {
+                        own_contacts_seen += usize::from(contact["email"] == *email);
+                    } else {
+                        others_tagged_seen += 1;
+                    }
+                }
+            }
+            let text = serde_json::to_string(&got).unwrap();
+            for (other, name, email) in people.iter().filter(|p| p.0 != *user) {
+                assert!(
+                    !text.contains(email) && !text.contains(name),
+                    "{user}'s export in {org} shows {other}'s name or email"
+                );
+            }
+        }
+    }
+    assert!(
+        others_tagged_seen > 0 && own_contacts_seen > 0,
+        "{others_tagged_seen} {own_contacts_seen}"
+    );
 }
 
 #[tokio::test]
