@@ -252,4 +252,13 @@ mod tests {
             "longer than an api request"
         );
     }
+
+    #[test]
+    fn an_entry_goes_only_once_any_settling_that_wrote_it_is_over() {
+        let bounds = Bounds::for_queue(5);
+        // The worker's invocation is the longest that settles a job.
+        assert!(bounds.entry_settled_after_ms > i64::from(WORKER_TIMEOUT_SECONDS) * 1000);
+        // The sweep leaves a settler a minute to announce (two calls) before it sends.
+        assert!(bounds.unannounced_after_ms >= 60_000);
+    }
 }
