@@ -327,6 +327,7 @@ impl Bench {
                     "export-token-key-for-tests-only-0123456789",
                 )
                 .unwrap(),
+                webhook_queue_url: None,
             },
         );
         Self {

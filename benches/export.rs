@@ -164,6 +164,7 @@ impl Bench {
                 job_retention_days: 30,
                 export_token_key: ExportTokenKey::parse("export-bench-key-0123456789abcdef0123")
                     .expect("key"),
+                webhook_queue_url: None,
             },
         );
         Self {

@@ -40,6 +40,7 @@ AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
 DATA_TABLE=e2e-data
 CONTROL_TABLE=e2e-control
 TASK_QUEUE_URL=http://127.0.0.1:$SQS_PORT/123456789012/e2e-tasks
+WEBHOOK_QUEUE_URL=http://127.0.0.1:$SQS_PORT/123456789012/e2e-webhooks
 EXPORT_TOKEN_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 MAX_RECEIVE_COUNT=5
 RUST_LOG=info

@@ -6,7 +6,7 @@
 //!    entry — written at once, so the one sequential step costs one round trip;
 //! 2. the users' tombstones (access is cut before any 202; never without a job to show for it);
 //! 3. every task, sent once per acceptance (the claim);
-//! 4. the enqueued mark.
+//! 4. the enqueued mark; a job whose tasks all ended before it settles there, and is announced.
 //!
 //! A failure midway answers 503 and leaves at most a job marked not fully enqueued: a retry with
 //! the same `Idempotency-Key` finishes it, and the sweep (`crate::sweep`) ends it `failed` once no
@@ -22,6 +22,7 @@ use crate::dynamo::DynamoError;
 use crate::keys::component;
 use crate::queue::{QueueError, TaskQueue};
 use crate::store::{DataStore, StoreError};
+use crate::webhook::announce::Announcer;
 
 /// A send claim older than this belongs to a request that died: the api's Lambda timeout is
 /// 10 s, so its holder can no longer be at work.
@@ -58,6 +59,8 @@ pub struct Acceptance<'a> {
     pub control: &'a ControlStore,
     pub data: &'a DataStore,
     pub queue: &'a TaskQueue,
+    /// Where a job the enqueued mark settles is announced; none, the sweep announces it.
+    pub announcer: Option<&'a Announcer>,
     /// How long the job's record is kept (its TTL).
     pub retention_days: u32,
 }
@@ -144,9 +147,18 @@ impl Acceptance<'_> {
             self.release_claim(&job_id, &claim).await;
             return Err(error.into());
         }
-        if let Err(error) = self.control.mark_enqueued(&job_id, now_ms()).await {
-            self.release_claim(&job_id, &claim).await;
-            return Err(error.into());
+        match self.control.mark_enqueued(&job_id, now_ms()).await {
+            // Every task had ended before the mark: the mark settled the job.
+            Ok(Some(settled)) => {
+                if let Some(announcer) = self.announcer {
+                    announcer.announce(&settled, now_ms()).await;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                self.release_claim(&job_id, &claim).await;
+                return Err(error.into());
+            }
         }
         Ok(Accepted {
             job_id,

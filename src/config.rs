@@ -65,6 +65,9 @@ pub struct ApiConfig {
     pub job_retention_days: u32,
     /// `EXPORT_TOKEN_KEY`: the key that seals export page tokens.
     pub export_token_key: ExportTokenKey,
+    /// `WEBHOOK_QUEUE_URL`: where a job the enqueued mark settles announces it; unset, the
+    /// sweep announces it.
+    pub webhook_queue_url: Option<String>,
 }
 
 /// The secret that makes export page tokens tamper-proof (an HMAC key): at least 32 bytes.
@@ -105,6 +108,7 @@ impl ApiConfig {
             rate_limit_per_minute: number_or("RATE_LIMIT_PER_MINUTE", 600)?,
             job_retention_days: number_or("JOB_RETENTION_DAYS", 30)?,
             export_token_key: ExportTokenKey::parse(&required("EXPORT_TOKEN_KEY")?)?,
+            webhook_queue_url: required("WEBHOOK_QUEUE_URL").ok(),
         })
     }
 }
@@ -118,7 +122,8 @@ pub struct WorkerConfig {
     /// `MAX_RECEIVE_COUNT`: the queue's redrive `maxReceiveCount`; the receive that reaches it is
     /// a task's last attempt, whose failure is recorded on the job.
     pub max_receive_count: u32,
-    /// `WEBHOOK_QUEUE_URL`: where a job that settles announces it; unset, no notifications.
+    /// `WEBHOOK_QUEUE_URL`: where a job that settles announces it; unset, the sweep announces
+    /// it.
     pub webhook_queue_url: Option<String>,
 }
 
@@ -146,6 +151,9 @@ pub struct SweeperConfig {
     /// timeout it sets how long a job may go without progress before its tasks are surely
     /// dead letters.
     pub max_receive_count: u32,
+    /// `WEBHOOK_QUEUE_URL`: where the jobs the sweep settles, and settlements whose
+    /// announcement was lost, are announced.
+    pub webhook_queue_url: String,
 }
 
 impl SweeperConfig {
@@ -157,6 +165,7 @@ impl SweeperConfig {
         Ok(Self {
             control_table: required("CONTROL_TABLE")?,
             max_receive_count,
+            webhook_queue_url: required("WEBHOOK_QUEUE_URL")?,
         })
     }
 }

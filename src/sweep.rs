@@ -1,23 +1,34 @@
-//! The sweep: ends every job that would otherwise stay open for ever. Run on a schedule, it
-//! walks the open-jobs index (a key path, no Scan) and, for each job:
-//! - settled: drops it from the index;
+//! The sweep: ends every job that would otherwise stay open for ever, and announces every
+//! settlement whose announcement was lost. Run on a schedule, it walks the open-jobs index (a
+//! key path, no Scan) and, for each job:
 //! - fully enqueued, with no task ended or paused for longer than a task can keep being retried
 //!   (the redrive window): whatever killed the last attempts (a timeout, a crash, a DynamoDB
 //!   error), its tasks are in the dead-letter queue; every open task is recorded as failed and
 //!   the job settles `partial` (or `failed`), naming them. A redrive still completes it;
 //! - not fully enqueued once no retry can finish it any more: ends `failed`, saying why;
+//! - settled, here or by someone else (past a grace period, so as not to race them), and not
+//!   announced: enqueues its event when its tenant has a webhook, and records it;
+//! - settled and announced: drops it from the index, unless a settling wrote it again lately;
 //! - gone (its entry was written, the job never was): drops the entry.
 
 use crate::control::{ControlStore, JobView, OpenEntry, IDEMPOTENCY_WINDOW_SECONDS};
+use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
 use crate::infra::{VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS};
+use crate::webhook::announce::{AnnounceError, Announcer};
+use crate::webhook::queue::NotificationQueue;
 
 /// Why a job ends without running, on its status.
 pub const NOT_ENQUEUED_REASON: &str = "not every task was enqueued and no retry finished \
      the job's acceptance (its request was answered 503)";
 
-/// How long an api request may still be at work on a job: far over the api's 10 s timeout.
-const REQUEST_BOUND_MS: i64 = 5 * 60 * 1000;
+/// How long an invocation may still be at work on a job: far over the api's 10 s and the
+/// worker's 120 s timeouts.
+const INVOCATION_BOUND_MS: i64 = 5 * 60 * 1000;
+
+/// How long after a settle its settler may still be announcing it: far over the two calls
+/// (SendMessage, UpdateItem) that takes.
+const ANNOUNCE_GRACE_MS: i64 = 60 * 1000;
 
 /// When the sweep acts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +41,12 @@ pub struct Bounds {
     /// A job not fully enqueued, accepted without a key: no retry can reach it, so only the
     /// request that made it can still finish it.
     pub unfinished_after_ms: i64,
+    /// A settlement not announced this long after it settled lost its announcement (its
+    /// settler died between the two, or SQS refused): the sweep sends it.
+    pub unannounced_after_ms: i64,
+    /// An index entry written this long ago belongs to a settling that has happened or never
+    /// will (it runs within one invocation): only then may the entry go.
+    pub entry_settled_after_ms: i64,
 }
 
 impl Bounds {
@@ -41,8 +58,10 @@ impl Bounds {
             + i64::from(WORKER_TIMEOUT_SECONDS);
         Self {
             stalled_after_ms: redrive_window_s * 1000,
-            unfinished_retryable_after_ms: IDEMPOTENCY_WINDOW_SECONDS * 1000 + REQUEST_BOUND_MS,
-            unfinished_after_ms: REQUEST_BOUND_MS,
+            unfinished_retryable_after_ms: IDEMPOTENCY_WINDOW_SECONDS * 1000 + INVOCATION_BOUND_MS,
+            unfinished_after_ms: INVOCATION_BOUND_MS,
+            unannounced_after_ms: ANNOUNCE_GRACE_MS,
+            entry_settled_after_ms: INVOCATION_BOUND_MS,
         }
     }
 }
@@ -56,20 +75,39 @@ pub struct Report {
     pub stalled: usize,
     /// Jobs ended `failed` because their acceptance never finished.
     pub unfinished: usize,
-    /// Index entries removed (settled or missing jobs).
+    /// Settlements whose event the sweep enqueued (its own, or ones whose announcement was
+    /// lost).
+    pub announced: usize,
+    /// Index entries removed (settled and announced, or missing jobs).
     pub closed: usize,
+}
+
+/// Why a job could not be swept; it is left for the next pass.
+#[derive(Debug, thiserror::Error)]
+enum SweepError {
+    #[error(transparent)]
+    Dynamo(#[from] DynamoError),
+    #[error(transparent)]
+    Announce(#[from] AnnounceError),
 }
 
 /// The sweep's capabilities.
 #[derive(Clone)]
 pub struct Sweeper {
     control: ControlStore,
+    announcer: Announcer,
     bounds: Bounds,
 }
 
 impl Sweeper {
-    pub fn new(control: ControlStore, bounds: Bounds) -> Self {
-        Self { control, bounds }
+    /// A sweep that announces on `notifications` the settlements it makes and those whose
+    /// announcement was lost.
+    pub fn new(control: ControlStore, notifications: NotificationQueue, bounds: Bounds) -> Self {
+        Self {
+            announcer: Announcer::new(control.clone(), notifications),
+            control,
+            bounds,
+        }
     }
 
     /// One pass over the open jobs, as of `now_ms`. A job that fails to be handled is logged
@@ -86,6 +124,7 @@ impl Sweeper {
             open = report.open,
             stalled = report.stalled,
             unfinished = report.unfinished,
+            announced = report.announced,
             closed = report.closed,
             "sweep done"
         );
@@ -97,37 +136,72 @@ impl Sweeper {
         entry: &OpenEntry,
         now_ms: i64,
         report: &mut Report,
-    ) -> Result<(), DynamoError> {
+    ) -> Result<(), SweepError> {
         let Some(job) = self.control.get_job(&entry.job_id).await? else {
             // The entry is written before its job: wait until the request that wrote it is
             // surely over, then the job will never come.
-            if now_ms - entry.created_at > self.bounds.unfinished_after_ms {
-                self.control.close_open_entry(&entry.job_id).await?;
+            if now_ms - entry.opened_at > self.bounds.unfinished_after_ms
+                && self.control.close_open_entry(entry).await?
+            {
                 report.closed += 1;
             }
             return Ok(());
         };
-        if !job.is_settled() {
-            self.end_if_stuck(&job, now_ms, report).await?;
-        }
-        // Read again: ending a job takes a conditional write that may have lost a race.
-        let settled = match self.control.get_job(&entry.job_id).await? {
-            Some(job) => job.is_settled(),
-            None => true,
+        let job = if job.is_settled() {
+            if job.owes_announcement()
+                && now_ms - job.completed_at.unwrap_or(0) <= self.bounds.unannounced_after_ms
+            {
+                // Its settler may still be announcing it.
+                return Ok(());
+            }
+            job
+        } else {
+            match self.end_if_stuck(&job, now_ms, report).await? {
+                Some(settled) => settled,
+                // Still open, or settled meanwhile by someone else, who announces it.
+                None => return Ok(()),
+            }
         };
-        if settled {
-            self.control.close_open_entry(&entry.job_id).await?;
+        if job.owes_announcement() {
+            self.announce(&job, now_ms, report).await?;
+        }
+        if now_ms - entry.opened_at > self.bounds.entry_settled_after_ms
+            && self.control.close_open_entry(entry).await?
+        {
             report.closed += 1;
         }
         Ok(())
     }
 
+    /// Deals with `job`'s settlement for its tenant's webhook: enqueues its event when the
+    /// tenant has one; records it either way, so that a tenant without a webhook costs one
+    /// tenant read per settlement, not one per pass.
+    async fn announce(
+        &self,
+        job: &JobView,
+        now_ms: i64,
+        report: &mut Report,
+    ) -> Result<(), SweepError> {
+        let tenant = Tenant::from_stored(job.tenant.clone());
+        if self.control.has_webhook(&tenant).await? {
+            self.announcer.send(job, now_ms).await?;
+            tracing::warn!(job_id = %job.job_id, status = job.status.as_str(), "settlement announced by the sweep");
+            report.announced += 1;
+        } else {
+            self.control
+                .record_announced(&job.job_id, job.status)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Ends `job` if it is stuck; returns it as this call settled it, when it did.
     async fn end_if_stuck(
         &self,
         job: &JobView,
         now_ms: i64,
         report: &mut Report,
-    ) -> Result<(), DynamoError> {
+    ) -> Result<Option<JobView>, DynamoError> {
         match job.enqueued_at {
             None => {
                 let bound = if job.retryable {
@@ -135,26 +209,32 @@ impl Sweeper {
                 } else {
                     self.bounds.unfinished_after_ms
                 };
-                if now_ms - job.created_at > bound
-                    && self
-                        .control
-                        .fail_unaccepted(&job.job_id, NOT_ENQUEUED_REASON, now_ms)
-                        .await?
-                {
+                if now_ms - job.created_at <= bound {
+                    return Ok(None);
+                }
+                let ended = self
+                    .control
+                    .fail_unaccepted(&job.job_id, NOT_ENQUEUED_REASON, now_ms)
+                    .await?;
+                if ended.is_some() {
                     tracing::warn!(job_id = %job.job_id, "job never fully enqueued ended failed");
                     report.unfinished += 1;
                 }
+                Ok(ended)
             }
             Some(enqueued_at) => {
                 let last = job.last_progress_at.unwrap_or(enqueued_at).max(enqueued_at);
-                if now_ms - last > self.bounds.stalled_after_ms {
-                    self.control.end_stalled(job, now_ms).await?;
+                if now_ms - last <= self.bounds.stalled_after_ms {
+                    return Ok(None);
+                }
+                let ended = self.control.end_stalled(job, now_ms).await?;
+                if ended.is_some() {
                     tracing::warn!(job_id = %job.job_id, "job without progress past the redrive window ended");
                     report.stalled += 1;
                 }
+                Ok(ended)
             }
         }
-        Ok(())
     }
 }
 
@@ -171,5 +251,14 @@ mod tests {
             bounds.unfinished_after_ms > 10_000,
             "longer than an api request"
         );
+    }
+
+    #[test]
+    fn an_entry_goes_only_once_any_settling_that_wrote_it_is_over() {
+        let bounds = Bounds::for_queue(5);
+        // The worker's invocation is the longest that settles a job.
+        assert!(bounds.entry_settled_after_ms > i64::from(WORKER_TIMEOUT_SECONDS) * 1000);
+        // The sweep leaves a settler a minute to announce (two calls) before it sends.
+        assert!(bounds.unannounced_after_ms >= 60_000);
     }
 }

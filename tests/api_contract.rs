@@ -404,6 +404,7 @@ async fn a_queue_outage_is_503_and_a_retry_with_the_same_key_finishes_the_job() 
                 "export-token-key-for-tests-only-0123456789",
             )
             .unwrap(),
+            webhook_queue_url: None,
         },
     );
     let request = |api: &erasure::api::Api| {

@@ -32,6 +32,7 @@ fn api_on(dynamodb: aws_sdk_dynamodb::Client, sqs: aws_sdk_sqs::Client, tables: 
                 "export-token-key-for-tests-only-0123456789",
             )
             .unwrap(),
+            webhook_queue_url: None,
         },
     )
 }

@@ -52,6 +52,11 @@ impl Stack {
             .unwrap();
         let queues = infra::ensure_queues(&sqs, queue_name, 2).await.unwrap();
         assert_eq!(queues.task_queue_url, queue_url);
+        // Where the functions announce the jobs they settle (nothing consumes it here).
+        let webhooks = vars["WEBHOOK_QUEUE_URL"].clone();
+        let webhooks_name = webhooks.rsplit('/').next().unwrap();
+        let created = infra::ensure_queues(&sqs, webhooks_name, 2).await.unwrap();
+        assert_eq!(created.task_queue_url, webhooks);
 
         let api_key = format!("e2e-{}", JobId::generate());
         ControlStore::new(dynamodb.clone(), &vars["CONTROL_TABLE"])

@@ -153,6 +153,18 @@ fn model(world: &[Entity], user: &str, org: &str) -> Export {
     for entity in world {
         if let Some((section, involvement)) = placed(entity, user, org) {
             let mut item = serde_json::to_value(entity).unwrap();
+            // GDPR art. 15(4): other users a comment tags appear by their id only; the user's
+            // own contact stays whole.
+            if let Some(contacts) = item
+                .get_mut("taggedUserContacts")
+                .and_then(Value::as_array_mut)
+            {
+                for contact in contacts.iter_mut() {
+                    if contact["userId"] != user {
+                        *contact = json!({"userId": contact["userId"]});
+                    }
+                }
+            }
             if !involvement.is_empty() {
                 item["involvement"] = json!(involvement);
             }
@@ -309,6 +321,57 @@ async fn every_user_of_a_rich_world_exports_exactly_their_data_in_each_organizat
     assert!(exported > 200, "{exported} items exported");
 }
 
+/// GDPR art. 15(4): no export carries another user's email or name, though comments the user
+/// wrote or is tagged in stored those of everyone they tag; the user's own stay (fails without
+/// `as_exported` in `src/store/export.rs`).
+#[tokio::test]
+async fn an_export_shows_other_tagged_users_by_id_only() {
+    let env = TestEnv::new().await;
+    env.seed(&env.tenant(), RICH_WORLD).await;
+    let fixture: Value = serde_json::from_str(RICH_WORLD).unwrap();
+    let people: Vec<(&str, &str, &str)> = fixture["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            let field = |name: &str| u[name].as_str().unwrap();
+            (field("userId"), field("name"), field("email"))
+        })
+        .collect();
+    let mut own_contacts_seen = 0;
+    let mut others_tagged_seen = 0;
+    for org in organizations(RICH_WORLD) {
+        for (user, _, email) in &people {
+            let (got, _) = export_all(&env, &org, user).await;
+            for comment in &got["comments"] {
+                let comment: Value = serde_json::from_str(comment).unwrap();
+                for contact in comment["taggedUserContacts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if contact["userId"] == *user {
+                        own_contacts_seen += usize::from(contact["email"] == *email);
+                    } else {
+                        others_tagged_seen += 1;
+                    }
+                }
+            }
+            let text = serde_json::to_string(&got).unwrap();
+            for (other, name, email) in people.iter().filter(|p| p.0 != *user) {
+                assert!(
+                    !text.contains(email) && !text.contains(name),
+                    "{user}'s export in {org} shows {other}'s name or email"
+                );
+            }
+        }
+    }
+    assert!(
+        others_tagged_seen > 0 && own_contacts_seen > 0,
+        "{others_tagged_seen} {own_contacts_seen}"
+    );
+}
+
 #[tokio::test]
 async fn a_large_export_comes_in_pages_of_at_most_100_per_feature_and_ends_with_a_null_token() {
     let env = TestEnv::new().await;
@@ -375,6 +438,7 @@ async fn a_token_altered_or_issued_for_another_user_organization_or_tenant_is_re
             job_retention_days: 30,
             export_token_key: ExportTokenKey::parse("export-token-key-for-tests-only-0123456789")
                 .unwrap(),
+            webhook_queue_url: None,
         },
     );
     let (status, answer) = post_as(&blind, API_KEY, AUTH_TOKEN, &body("org1", "u1", None)).await;
@@ -423,6 +487,7 @@ async fn a_token_altered_or_issued_for_another_user_organization_or_tenant_is_re
             job_retention_days: 30,
             export_token_key: ExportTokenKey::parse("another-export-token-key-0123456789abcdef")
                 .unwrap(),
+            webhook_queue_url: None,
         },
     );
     let (status, answer) = post_as(

@@ -1,5 +1,5 @@
 //! The IAM roles of `template.yaml` are exactly what the code needs. dynalite and moto enforce no
-//! IAM, so the real `Api`, `Worker` and `Notifier` run here on clients that record every call (action, table
+//! IAM, so the real `Api`, `Worker`, `Notifier` and `Sweeper` run here on clients that record every call (action, table
 //! or queue, partition keys), through every path that reaches AWS; then each function's recorded
 //! calls are checked against its role both ways: a call the role does not allow would be
 //! AccessDenied once deployed, and a permission no call used is more than the code needs.
@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use common::faults::{Faults, Kind, Rule};
 use common::policy::{self, disagreements, statements, ResourceCall};
 use common::receiver::Receiver;
 use common::recorder::Recorder;
@@ -91,9 +92,16 @@ fn assert_role_fits(function: &str, calls: &[ResourceCall]) {
     );
 }
 
-/// The real `Api` on clients that record into `recorder`.
-fn recording_api(env: &TestEnv, recorder: &Recorder, queue_url: &str, rate_limit: u32) -> Api {
-    let dynamodb = recorder.dynamodb(&env.dynamodb);
+/// The real `Api` on clients like `dynamodb` and the test's SQS client that record into
+/// `recorder`, announcing the jobs it settles.
+fn recording_api(
+    env: &TestEnv,
+    recorder: &Recorder,
+    dynamodb: &aws_sdk_dynamodb::Client,
+    queue_url: &str,
+    rate_limit: u32,
+) -> Api {
+    let dynamodb = recorder.dynamodb(dynamodb);
     Api::new(
         ControlStore::new(dynamodb.clone(), &env.tables.control),
         DataStore::new(dynamodb, &env.tables.data),
@@ -107,8 +115,13 @@ fn recording_api(env: &TestEnv, recorder: &Recorder, queue_url: &str, rate_limit
                 "export-token-key-for-tests-only-0123456789",
             )
             .unwrap(),
+            webhook_queue_url: Some(webhook_queue_url(env)),
         },
     )
+    .with_notifications(NotificationQueue::new(
+        recorder.sqs(&env.sqs),
+        webhook_queue_url(env),
+    ))
 }
 
 /// The real `Worker` on clients that record into `recorder`, announcing the jobs it settles.
@@ -140,8 +153,33 @@ fn with_key(key: &str) -> Vec<(&str, &str)> {
 async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
     let env = TestEnv::new().await;
     env.seed(&env.tenant(), RICH_WORLD).await;
+    ensure_webhook_queue(&env).await;
     let recorder = Recorder::default();
-    let api = recording_api(&env, &recorder, &env.queue_url, 10_000);
+    let api = recording_api(&env, &recorder, &env.dynamodb, &env.queue_url, 10_000);
+
+    // A job whose tasks all end before its enqueued mark (the first mark fails): the retry's
+    // mark settles it and the api announces it.
+    let faults = Faults::start().await;
+    faults.add(Rule::new(
+        "UpdateItem",
+        "if_not_exists(enqueuedAt",
+        Kind::ServerError,
+    ));
+    let unmarked = recording_api(
+        &env,
+        &recorder,
+        &faults.dynamodb(&env.dynamodb),
+        &env.queue_url,
+        10_000,
+    );
+    let body = r#"{"data":{"userIds":["u13"]}}"#;
+    let (status, answer) = post(&unmarked, DELETE, &with_key("key-0"), body).await;
+    assert_eq!(status, 503, "{answer}");
+    env.drain(&env.worker).await;
+    let (status, answer) = post(&api, DELETE, &with_key("key-0"), body).await;
+    assert_eq!(status, 202, "{answer}");
+    let marked = answer["data"]["jobId"].as_str().unwrap().to_owned();
+    assert_eq!(env.status(&marked).await["jobStatus"], "completed");
 
     // A job without and with organizations: tombstones of both shapes, job, tasks, enqueued.
     let (status, answer) = post(&api, DELETE, &CREDENTIALS, r#"{"data":{"userIds":["u1"]}}"#).await;
@@ -162,7 +200,7 @@ async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
     assert_eq!(post(&api, DELETE, &with_key("key-1"), other).await.0, 422);
     // A job whose tasks could not all be sent, finished by a retry with its key.
     let missing_queue = format!("{}-missing", env.queue_url);
-    let broken = recording_api(&env, &recorder, &missing_queue, 10_000);
+    let broken = recording_api(&env, &recorder, &env.dynamodb, &missing_queue, 10_000);
     let body = r#"{"data":{"userIds":["u12"]}}"#;
     let (status, answer) = post(&broken, DELETE, &with_key("key-2"), body).await;
     assert!(status >= 500, "{answer}");
@@ -187,7 +225,7 @@ async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
     let wrong_token = [("x-velt-api-key", API_KEY), ("x-velt-auth-token", "wrong")];
     assert_eq!(post(&api, STATUS, &wrong_token, &status_body).await.0, 401);
     // Two requests: a minute may begin between the earlier ones and the first of these.
-    let limited = recording_api(&env, &recorder, &env.queue_url, 1);
+    let limited = recording_api(&env, &recorder, &env.dynamodb, &env.queue_url, 1);
     let first = post(&limited, STATUS, &CREDENTIALS, &status_body).await.0;
     let second = post(&limited, STATUS, &CREDENTIALS, &status_body).await.0;
     assert!(first == 429 || second == 429, "{first} {second}");
@@ -196,7 +234,8 @@ async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
 }
 
 /// Makes `user`'s `views` task fail on every attempt: a reference to an item that is no entity.
-async fn poison_views(env: &TestEnv, user: &str) {
+/// Returns the reference, whose removal cures it.
+async fn poison_views(env: &TestEnv, user: &str) -> Key {
     let poison = Key {
         pk: format!("poison-{user}"),
         sk: "poison".into(),
@@ -226,6 +265,7 @@ async fn poison_views(env: &TestEnv, user: &str) {
             .await
             .unwrap();
     }
+    reference
 }
 
 /// One user owning more than a page of one feature, so that a task must pause and continue.
@@ -260,7 +300,7 @@ async fn the_worker_role_allows_exactly_the_calls_the_worker_makes() {
     let worker = recording_worker(&env, &recorder);
 
     // A task that fails on its last attempt: its failure is recorded and the job settles.
-    poison_views(&env, "victim").await;
+    let poison = poison_views(&env, "victim").await;
     let job = env.start_job(r#"{"data":{"userIds":["victim"]}}"#).await;
     let message = env
         .sqs
@@ -285,9 +325,21 @@ async fn the_worker_role_allows_exactly_the_calls_the_worker_makes() {
         body: message.body().unwrap().to_owned(),
         receive_count: MAX_RECEIVE_COUNT,
     };
+    let redriven = Delivery {
+        message_id: "redriven".into(),
+        receive_count: 1,
+        ..last_attempt.clone()
+    };
     let failed = worker.handle(vec![last_attempt], env.deadline()).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(env.status(&job).await["jobStatus"], "partial");
+    // Cured and redriven: the job settles anew, listed in the open-jobs index again first.
+    env.delete_data_item(&poison).await;
+    assert!(worker
+        .handle(vec![redriven], env.deadline())
+        .await
+        .is_empty());
+    assert_eq!(env.status(&job).await["jobStatus"], "completed");
 
     // A task past the invocation's deadline pauses, records its progress and continues.
     env.invocation_budget = Duration::ZERO;
@@ -345,7 +397,12 @@ fn neither_role_can_write_a_tenant_and_the_worker_cannot_read_one() {
         resource: "ControlTable".into(),
         leading_keys: vec!["TENANT#0123456789abcdef".into()],
     };
-    for function in ["ApiFunction", "WorkerFunction", "NotifierFunction"] {
+    for function in [
+        "ApiFunction",
+        "WorkerFunction",
+        "NotifierFunction",
+        "SweepFunction",
+    ] {
         let statements = statements(&template, function);
         for action in [
             "dynamodb:PutItem",
@@ -464,10 +521,26 @@ fn string_like_patterns_match_as_iam_matches_them() {
 #[tokio::test]
 async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
     let env = TestEnv::new().await;
-    // A job that will stall (its tasks never run), one never fully enqueued, one completed.
+    ensure_webhook_queue(&env).await;
+    env.control
+        .set_webhook(
+            &ApiKey::parse(API_KEY).unwrap(),
+            "http://127.0.0.1:9/hook",
+            "whsec_test",
+        )
+        .await
+        .unwrap();
+    // A job that will stall (its tasks never run), one never fully enqueued, one completed
+    // (by a worker that does not announce: the sweep does).
     let stalled = env.start_job(r#"{"data":{"userIds":["s1"]}}"#).await;
     let missing_queue = format!("{}-missing", env.queue_url);
-    let broken = recording_api(&env, &Recorder::default(), &missing_queue, 10_000);
+    let broken = recording_api(
+        &env,
+        &Recorder::default(),
+        &env.dynamodb,
+        &missing_queue,
+        10_000,
+    );
     let (status, answer) = post(
         &broken,
         DELETE,
@@ -489,11 +562,16 @@ async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
     let recorder = Recorder::default();
     let sweeper = erasure::sweep::Sweeper::new(
         ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
+        NotificationQueue::new(recorder.sqs(&env.sqs), webhook_queue_url(&env)),
         erasure::sweep::Bounds::for_queue(MAX_RECEIVE_COUNT),
     );
     let later = erasure::clock::now_ms() + 48 * 60 * 60 * 1000;
     let report = sweeper.sweep(later).await.unwrap();
-    assert_eq!((report.stalled, report.unfinished), (1, 1), "{report:?}");
+    assert_eq!(
+        (report.stalled, report.unfinished, report.announced),
+        (1, 1, 3),
+        "{report:?}"
+    );
     assert_eq!(env.status(&stalled).await["jobStatus"], "failed");
 
     assert_role_fits("SweepFunction", &recorded(&env, &recorder));

@@ -20,14 +20,22 @@ use erasure::infra::MAX_RECEIVE_COUNT;
 use erasure::queue::TaskQueue;
 use erasure::store::DataStore;
 use erasure::sweep::{Bounds, Sweeper, NOT_ENQUEUED_REASON};
+use erasure::webhook::queue::NotificationQueue;
 use erasure::worker::{Delivery, Worker};
 use serde_json::Value;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 const DELETE: &str = "/v2/users/data/delete";
 
+/// The sweep. The tenant has no webhook, so it never sends to its webhook queue (which does not
+/// exist: a send would fail the job's visit).
 fn sweeper(env: &TestEnv) -> Sweeper {
-    Sweeper::new(env.control.clone(), Bounds::for_queue(MAX_RECEIVE_COUNT))
+    let webhooks = format!("{}-webhooks", env.queue_url);
+    Sweeper::new(
+        env.control.clone(),
+        NotificationQueue::new(env.sqs.clone(), webhooks),
+        Bounds::for_queue(MAX_RECEIVE_COUNT),
+    )
 }
 
 fn bounds() -> Bounds {
@@ -47,6 +55,7 @@ fn faulty_api(env: &TestEnv, faults: &Faults) -> Api {
             rate_limit_per_minute: 10_000,
             job_retention_days: 30,
             export_token_key: common::export_token_key(),
+            webhook_queue_url: None,
         },
     )
 }

@@ -79,11 +79,15 @@ fn the_notifier_consumes_the_webhook_queue_reporting_batch_item_failures() {
     assert!(notifier["Environment"]["Variables"]
         .get("WEBHOOK_ALLOW_LOOPBACK")
         .is_none());
-    let worker = properties(&template, "WorkerFunction");
-    assert_eq!(
-        tagged(&worker["Environment"]["Variables"]["WEBHOOK_QUEUE_URL"]),
-        ("!Ref".into(), "WebhookQueue".into())
-    );
+    // Every settle point announces: the worker, the api's enqueued mark, the sweep.
+    for function in ["WorkerFunction", "ApiFunction", "SweepFunction"] {
+        let settler = properties(&template, function);
+        assert_eq!(
+            tagged(&settler["Environment"]["Variables"]["WEBHOOK_QUEUE_URL"]),
+            ("!Ref".into(), "WebhookQueue".into()),
+            "{function}"
+        );
+    }
 }
 
 #[test]

@@ -68,6 +68,7 @@ impl Api {
             control: &self.control,
             data: &self.data,
             queue: &self.queue,
+            announcer: self.announcer.as_ref(),
             retention_days: self.config.job_retention_days,
         };
         let keyed = idempotency_key.map(|key| (key, request_hash(&request)));

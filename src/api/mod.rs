@@ -22,6 +22,8 @@ use crate::domain::tenant::Tenant;
 use crate::keys::fingerprint;
 use crate::queue::TaskQueue;
 use crate::store::DataStore;
+use crate::webhook::announce::Announcer;
+use crate::webhook::queue::NotificationQueue;
 
 /// The largest body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -39,6 +41,8 @@ pub struct Api {
     pub(crate) config: ApiConfig,
     /// How long a dry run may count before it is refused (it reads what the users own).
     pub(crate) dry_run_budget: std::time::Duration,
+    /// Where a job the enqueued mark settles is announced; none, the sweep announces it.
+    pub(crate) announcer: Option<Announcer>,
 }
 
 /// A dry run's time: the api's Lambda timeout is 10 s, and the answer must leave before it.
@@ -63,12 +67,19 @@ impl Api {
             queue,
             config,
             dry_run_budget: DRY_RUN_BUDGET,
+            announcer: None,
         }
     }
 
     /// The same api, with dry runs refused after `budget` instead of [`DRY_RUN_BUDGET`].
     pub fn with_dry_run_budget(mut self, budget: std::time::Duration) -> Self {
         self.dry_run_budget = budget;
+        self
+    }
+
+    /// Announces every job this api settles (at its enqueued mark) on `queue`.
+    pub fn with_notifications(mut self, queue: NotificationQueue) -> Self {
+        self.announcer = Some(Announcer::new(self.control.clone(), queue));
         self
     }
 

@@ -1,9 +1,10 @@
 //! The `sweeper` Lambda: run on a schedule, ends the jobs that would otherwise stay open for ever
-//! (`erasure::sweep`).
+//! and announces settlements whose announcement was lost (`erasure::sweep`).
 
 use erasure::config::SweeperConfig;
 use erasure::control::ControlStore;
 use erasure::sweep::{Bounds, Sweeper};
+use erasure::webhook::queue::NotificationQueue;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -15,6 +16,7 @@ async fn main() -> Result<(), Error> {
     // Clients are built once per cold start and lent to every invocation.
     let sweeper = Sweeper::new(
         ControlStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.control_table),
+        NotificationQueue::new(aws_sdk_sqs::Client::new(&aws), &config.webhook_queue_url),
         Bounds::for_queue(config.max_receive_count),
     );
     // The scheduled event carries nothing the sweep needs.
@@ -26,6 +28,7 @@ async fn main() -> Result<(), Error> {
                 "open": report.open,
                 "stalled": report.stalled,
                 "unfinished": report.unfinished,
+                "announced": report.announced,
                 "closed": report.closed,
             }))
         }

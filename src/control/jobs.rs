@@ -66,6 +66,8 @@ pub struct JobView {
     pub user_hashes: Vec<String>,
     pub organization_ids: Vec<OrganizationId>,
     pub created_at: i64,
+    /// When the record expires (TTL, epoch seconds).
+    pub expires_at: i64,
     pub enqueued_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub last_task_completed_time: Option<i64>,
@@ -77,6 +79,21 @@ pub struct JobView {
     pub failure_reason: Option<String>,
     /// Per feature: items removed and rewritten.
     pub items: BTreeMap<TaskKind, Outcome>,
+    /// The last settlement dealt with for the tenant's webhook: its event enqueued, or found
+    /// to have no webhook to go to. The job owes an announcement while this differs from
+    /// `status` (DESIGN §8).
+    pub announced: Option<JobStatus>,
+}
+
+fn parse_status(raw: &str) -> Option<JobStatus> {
+    Some(match raw {
+        "queued" => JobStatus::Queued,
+        "running" => JobStatus::Running,
+        "completed" => JobStatus::Completed,
+        "partial" => JobStatus::Partial,
+        "failed" => JobStatus::Failed,
+        _ => return None,
+    })
 }
 
 impl JobView {
@@ -110,19 +127,18 @@ impl JobView {
         !matches!(self.status, JobStatus::Queued | JobStatus::Running)
     }
 
+    /// Whether the job has settled and its tenant's webhook has not been dealt with for this
+    /// settlement yet.
+    pub fn owes_announcement(&self) -> bool {
+        self.is_settled() && self.announced != Some(self.status)
+    }
+
     pub fn belongs_to(&self, tenant: &Tenant) -> bool {
         self.tenant == tenant.as_str()
     }
 
     fn parse(item: &Item) -> Option<Self> {
-        let status = match string(item, "jobStatus")?.as_str() {
-            "queued" => JobStatus::Queued,
-            "running" => JobStatus::Running,
-            "completed" => JobStatus::Completed,
-            "partial" => JobStatus::Partial,
-            "failed" => JobStatus::Failed,
-            _ => return None,
-        };
+        let status = parse_status(&string(item, "jobStatus")?)?;
         let items = TaskKind::ALL
             .into_iter()
             .filter_map(|kind| {
@@ -150,6 +166,7 @@ impl JobView {
                 .filter_map(|o| OrganizationId::parse(o).ok())
                 .collect(),
             created_at: number(item, "createdAt")?,
+            expires_at: number(item, "expiresAt")?,
             enqueued_at: number(item, "enqueuedAt"),
             completed_at: number(item, "completedAt"),
             last_task_completed_time: number(item, "lastTaskCompletedTime"),
@@ -157,6 +174,7 @@ impl JobView {
             retryable: matches!(item.get("retryable"), Some(AttributeValue::Bool(true))),
             failure_reason: string(item, "failureReason"),
             items,
+            announced: string(item, "announcedStatus").and_then(|s| parse_status(&s)),
         })
     }
 }
@@ -274,8 +292,13 @@ impl ControlStore {
     }
 
     /// Records that every task of the job has been sent. A job whose tasks all succeeded
-    /// before this mark completes now: it could not while not fully enqueued.
-    pub async fn mark_enqueued(&self, job_id: &JobId, now_ms: i64) -> Result<(), DynamoError> {
+    /// before this mark completes now: it could not while not fully enqueued. Returns the job
+    /// as this call settled it, when it did.
+    pub async fn mark_enqueued(
+        &self,
+        job_id: &JobId,
+        now_ms: i64,
+    ) -> Result<Option<JobView>, DynamoError> {
         let result = self
             .update_job(job_id)
             .update_expression("SET enqueuedAt = if_not_exists(enqueuedAt, :now)")
@@ -288,9 +311,7 @@ impl ControlStore {
             Err(error) if dynamo::is_conditional_check_failed(&error) => {
                 Err(DynamoError::call("UpdateItem", error))
             }
-            // A job this mark completes is not announced to the tenant's webhook (the api
-            // has no webhook queue): a known gap, DESIGN §8.
-            other => self.settle_after(other, now_ms).await.map(|_| ()),
+            other => self.settle_after(other, now_ms).await,
         }
     }
 
@@ -399,16 +420,20 @@ impl ControlStore {
     /// that has not ended is recorded as failed (whatever killed its attempts) and the job
     /// settles `partial` or `failed`. Refused if the job moved since `job` was read, so a task
     /// ending meanwhile is never counted as failed. A redrive of the dead letters still
-    /// completes it: a success moves its task from failed to succeeded.
-    pub async fn end_stalled(&self, job: &JobView, now_ms: i64) -> Result<(), DynamoError> {
+    /// completes it: a success moves its task from failed to succeeded. Returns the job as this
+    /// call settled it, when it did.
+    pub async fn end_stalled(
+        &self,
+        job: &JobView,
+        now_ms: i64,
+    ) -> Result<Option<JobView>, DynamoError> {
         let open: Vec<String> = job
             .task_ids()
             .into_iter()
             .filter(|id| !job.succeeded.contains(id) && !job.failed.contains(id))
             .collect();
-        // Jobs the sweep settles are not announced to the tenant's webhook: DESIGN §8.
         if open.is_empty() {
-            return self.settle(job, now_ms).await.map(|_| ());
+            return self.settle(job, now_ms).await;
         }
         let progress_guard = match job.last_progress_at {
             Some(_) => "lastProgressAt = :seen",
@@ -432,19 +457,18 @@ impl ControlStore {
             update =
                 update.expression_attribute_values(":seen", AttributeValue::N(seen.to_string()));
         }
-        self.settle_after(update.send().await, now_ms)
-            .await
-            .map(|_| ())
+        self.settle_after(update.send().await, now_ms).await
     }
 
     /// Ends `failed`, with `reason`, a job whose acceptance never finished (not every task was
-    /// sent) and that no retry can finish any more. Refused if it got enqueued meanwhile.
+    /// sent) and that no retry can finish any more. Refused (`None`) if it got enqueued
+    /// meanwhile; else the job as it ended.
     pub async fn fail_unaccepted(
         &self,
         job_id: &JobId,
         reason: &str,
         now_ms: i64,
-    ) -> Result<bool, DynamoError> {
+    ) -> Result<Option<JobView>, DynamoError> {
         let result = self
             .update_job(job_id)
             .update_expression(
@@ -468,9 +492,32 @@ impl ControlStore {
                 ":running",
                 AttributeValue::S(JobStatus::Running.as_str().into()),
             )
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
-        dynamo::applied("UpdateItem", result)
+        match result {
+            Ok(output) => Ok(output.attributes.as_ref().and_then(JobView::parse)),
+            Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(None),
+            Err(error) => Err(DynamoError::call("UpdateItem", error)),
+        }
+    }
+
+    /// Records that `status`, the job's current settlement, has been dealt with for the
+    /// tenant's webhook (its event enqueued, or no webhook to send it to). A no-op once the job
+    /// has moved on to another status: that settlement is owed its own announcement.
+    pub async fn record_announced(
+        &self,
+        job_id: &JobId,
+        status: JobStatus,
+    ) -> Result<(), DynamoError> {
+        let result = self
+            .update_job(job_id)
+            .update_expression("SET announcedStatus = :status")
+            .condition_expression("jobStatus = :status")
+            .expression_attribute_values(":status", AttributeValue::S(status.as_str().into()))
+            .send()
+            .await;
+        dynamo::applied("UpdateItem", result).map(drop)
     }
 
     async fn settle_after(
@@ -506,6 +553,15 @@ impl ControlStore {
             // Not every task is known to be sent: the enqueued mark settles it (CONTRACT §1.3:
             // such a job is never reported complete).
             return Ok(None);
+        }
+        if job.is_settled() {
+            // Settling anew (a redrive): the sweep may have removed the job's index entry once
+            // the earlier settlement was announced. Listed again first, so that this settlement
+            // is found and announced even if its caller dies right after it. A snapshot still
+            // `queued`/`running` needs none: only a settlement implied by these same counts can
+            // happen before this update, and it would refuse this one.
+            self.put_open_entry(&job.job_id, now_ms, job.expires_at)
+                .await?;
         }
         let failed_guard = if progress.failed == 0 {
             "attribute_not_exists(failedTasks)"

@@ -1,12 +1,14 @@
-//! The open-jobs index: one small item per job not yet settled, under a few fixed partitions,
-//! so that the sweep finds every open job by key (no Scan, no GSI). Written before its job;
-//! removed by the sweep once the job has settled, or when it names a job that never got written.
+//! The open-jobs index: one small item per job whose current state is not yet dealt with (not
+//! settled, or settled and not yet announced), under a few fixed partitions, so that the sweep
+//! finds every such job by key (no Scan, no GSI). Written before its job, and again before a
+//! settled job settles anew (a redrive); removed by the sweep once the job's settlement is
+//! announced, or when it names a job that never got written.
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{key, number, string, ControlStore};
 use crate::domain::ids::JobId;
-use crate::dynamo::{DynamoError, Item};
+use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
 
 /// Partitions of the index: a job goes to the one its id's hash names, so that accepting
@@ -27,23 +29,22 @@ fn entry_key(job_id: &JobId) -> Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenEntry {
     pub job_id: JobId,
-    pub created_at: i64,
+    /// When the entry was last written: the sweep removes it only if it is still this write.
+    pub opened_at: i64,
 }
 
 impl ControlStore {
-    /// Lists the job as open (idempotent: a retry writes the same item).
+    /// Lists the job as open (idempotent: a retry writes the same item, a later write only
+    /// moves `openedAt`).
     pub(super) async fn put_open_entry(
         &self,
         job_id: &JobId,
-        created_at_ms: i64,
+        now_ms: i64,
         expires_at_s: i64,
     ) -> Result<(), DynamoError> {
         let mut item = entry_key(job_id);
         item.insert("jobId".into(), AttributeValue::S(job_id.to_string()));
-        item.insert(
-            "createdAt".into(),
-            AttributeValue::N(created_at_ms.to_string()),
-        );
+        item.insert("openedAt".into(), AttributeValue::N(now_ms.to_string()));
         // The entry never outlives the job it names.
         item.insert(
             "expiresAt".into(),
@@ -78,7 +79,7 @@ impl ControlStore {
                 entries.extend(page.items().iter().filter_map(|item| {
                     Some(OpenEntry {
                         job_id: JobId::parse(&string(item, "jobId")?).ok()?,
-                        created_at: number(item, "createdAt")?,
+                        opened_at: number(item, "openedAt")?,
                     })
                 }));
                 match page.last_evaluated_key {
@@ -90,15 +91,18 @@ impl ControlStore {
         Ok(entries)
     }
 
-    /// Removes a job from the index.
-    pub async fn close_open_entry(&self, job_id: &JobId) -> Result<(), DynamoError> {
-        self.client
+    /// Removes a job from the index, unless its entry was written again since `entry` was
+    /// read (a settling that re-opened it); `false` then.
+    pub async fn close_open_entry(&self, entry: &OpenEntry) -> Result<bool, DynamoError> {
+        let result = self
+            .client
             .delete_item()
             .table_name(&self.table)
-            .set_key(Some(entry_key(job_id)))
+            .set_key(Some(entry_key(&entry.job_id)))
+            .condition_expression("openedAt = :seen")
+            .expression_attribute_values(":seen", AttributeValue::N(entry.opened_at.to_string()))
             .send()
-            .await
-            .map_err(|e| DynamoError::call("DeleteItem", e))?;
-        Ok(())
+            .await;
+        dynamo::applied("DeleteItem", result)
     }
 }

@@ -140,6 +140,26 @@ impl ControlStore {
         dynamo::applied("UpdateItem", result)
     }
 
+    /// Whether the tenant a job names has registered a webhook. Reads the URL only: the sweep,
+    /// which asks, never needs the secret.
+    pub async fn has_webhook(&self, tenant: &Tenant) -> Result<bool, DynamoError> {
+        let Some(key) = stored_tenant_key(tenant) else {
+            return Ok(false);
+        };
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .projection_expression("webhookUrl")
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("GetItem", e))?;
+        Ok(output
+            .item
+            .is_some_and(|item| string(&item, "webhookUrl").is_some()))
+    }
+
     /// The webhook of the tenant a job names, if it has one (and still exists).
     pub async fn webhook(&self, tenant: &Tenant) -> Result<Option<Webhook>, DynamoError> {
         let Some(key) = stored_tenant_key(tenant) else {

@@ -262,6 +262,22 @@ fn involvement(entity: &Entity, user: &str, kind: TaskKind) -> Option<Vec<Involv
     Some(found)
 }
 
+/// `entity` as `user`'s export shows it. GDPR art. 15(4): the copy must not adversely affect
+/// the rights of others, so the other users a comment tags appear by their id alone, without
+/// the names and emails captured when it was stored; the user's own contact stays whole.
+fn as_exported(entity: &Entity, user: &str) -> Entity {
+    let mut entity = entity.clone();
+    if let Entity::Comment(comment) = &mut entity {
+        for contact in &mut comment.tagged_user_contacts {
+            if contact.user_id != user {
+                contact.name = None;
+                contact.email = None;
+            }
+        }
+    }
+    entity
+}
+
 fn target_key(reference: &Item) -> Option<Key> {
     match (reference.get("targetPk"), reference.get("targetSk")) {
         (
@@ -342,7 +358,7 @@ impl DataStore {
                 }
                 if let Some(involvement) = involvement(entity, user.as_str(), *kind) {
                     items.push(ExportItem {
-                        entity: entity.clone(),
+                        entity: as_exported(entity, user.as_str()),
                         involvement,
                     });
                 }

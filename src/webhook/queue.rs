@@ -1,12 +1,11 @@
-//! The webhook queue: the worker enqueues an event when a job settles; the notifier delays a
-//! message it could not deliver (its backoff). All the webhook's SQS access is here.
+//! The webhook queue: whoever settles a job enqueues its event (`announce`); the notifier
+//! delays a message it could not deliver (its backoff). All the webhook's SQS access is here.
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::event::Notification;
-use crate::control::JobView;
 use crate::fault::Fault;
 
 /// The longest delay SQS allows a message's visibility (12 hours).
@@ -51,22 +50,6 @@ impl NotificationQueue {
         Self {
             client,
             url: url.into(),
-        }
-    }
-
-    /// Enqueues the notification of `job`, which has just settled. A failure is logged, never
-    /// returned: the job has ended whatever happens to its announcement.
-    pub async fn announce(&self, job: &JobView, now_ms: i64) {
-        let notification = Notification::of(job, now_ms);
-        match self.send(&notification).await {
-            Ok(()) => {
-                tracing::info!(event_id = %notification.event.id, "job settled; notification enqueued")
-            }
-            Err(error) => tracing::error!(
-                event_id = %notification.event.id,
-                error = &error as &dyn std::error::Error,
-                "job settled but its notification could not be enqueued; it will not be sent"
-            ),
         }
     }
 

@@ -23,6 +23,7 @@ use crate::features::deleter;
 use crate::keys::fingerprint;
 use crate::queue::TaskQueue;
 use crate::store::{DataStore, StoreError};
+use crate::webhook::announce::Announcer;
 use crate::webhook::queue::NotificationQueue;
 
 /// One message of a batch, as the worker needs it.
@@ -73,8 +74,9 @@ pub struct Worker {
     /// Where continuations of paused tasks go.
     queue: TaskQueue,
     max_receive_count: u32,
-    /// Where a job that settles is announced (its tenant's webhook); none, no announcement.
-    notifications: Option<NotificationQueue>,
+    /// Where a job that settles is announced (its tenant's webhook); none, the sweep announces
+    /// it.
+    announcer: Option<Announcer>,
 }
 
 impl Worker {
@@ -89,21 +91,21 @@ impl Worker {
             data,
             queue,
             max_receive_count,
-            notifications: None,
+            announcer: None,
         }
     }
 
     /// Announces every job this worker settles on `queue`.
     pub fn with_notifications(mut self, queue: NotificationQueue) -> Self {
-        self.notifications = Some(queue);
+        self.announcer = Some(Announcer::new(self.control.clone(), queue));
         self
     }
 
-    /// Enqueues the notification of a job this worker just settled. Never fails the task: the
-    /// job has ended whatever happens to its announcement (a lost enqueue is logged).
+    /// Announces a job this worker just settled. Never fails the task: the job has ended
+    /// whatever happens to its announcement, and one that does not complete is the sweep's.
     async fn announce(&self, settled: Option<JobView>) {
-        if let (Some(queue), Some(job)) = (&self.notifications, settled) {
-            queue.announce(&job, now_ms()).await;
+        if let (Some(announcer), Some(job)) = (&self.announcer, settled) {
+            announcer.announce(&job, now_ms()).await;
         }
     }
 

@@ -86,6 +86,10 @@ pub fn lambda_watch() -> (String, String) {
                 ("DATA_TABLE", "e2e-data".into()),
                 ("CONTROL_TABLE", "e2e-control".into()),
                 ("TASK_QUEUE_URL", format!("{sqs}/123456789012/e2e-tasks")),
+                (
+                    "WEBHOOK_QUEUE_URL",
+                    format!("{sqs}/123456789012/e2e-webhooks"),
+                ),
                 ("MAX_RECEIVE_COUNT", "5".into()),
                 // A fresh key per run: tokens of another run must not open.
                 (

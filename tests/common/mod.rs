@@ -89,6 +89,7 @@ impl TestEnv {
             rate_limit_per_minute,
             job_retention_days: 30,
             export_token_key: export_token_key(),
+            webhook_queue_url: None,
         };
         let api = Api::new(
             control.clone(),
