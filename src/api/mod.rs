@@ -5,7 +5,7 @@ mod delete;
 mod error;
 mod export;
 pub mod lambda;
-mod page_token;
+pub mod page_token;
 mod status;
 
 pub use error::ApiError;
