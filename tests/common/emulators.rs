@@ -207,3 +207,76 @@ fn warm_up(endpoint: &str) {
         }
     }
 }
+
+/// A dynalite of one test's own, keeping its tables on disk at `path`, that the test can stop
+/// and start again on the same port and path (what a DynamoDB outage looks like from here).
+pub struct PersistentDynalite {
+    port: u16,
+    path: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl PersistentDynalite {
+    pub fn start(path: &Path) -> Self {
+        let mut dynalite = Self {
+            port: free_port(),
+            path: path.to_owned(),
+            child: None,
+        };
+        dynalite.restart();
+        dynalite
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the process (nothing is flushed on its way out) and waits for it to be gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("dynalite can be killed");
+            child.wait().expect("dynalite exits");
+        }
+    }
+
+    /// Starts dynalite on the same port and path, and waits until it listens.
+    pub fn restart(&mut self) {
+        self.stop();
+        let log = std::fs::File::create(format!("{ROOT}/target/emulator-{}.log", self.port))
+            .expect("the emulator's log can be written");
+        let child = Command::new(Path::new(ROOT).join("node_modules/.bin/dynalite"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .arg("--path")
+            .arg(&self.path)
+            .args([
+                "--createTableMs",
+                "0",
+                "--deleteTableMs",
+                "0",
+                "--updateTableMs",
+                "0",
+            ])
+            .current_dir(ROOT)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("dynalite starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "dynalite does not listen on {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PersistentDynalite {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -61,9 +61,14 @@ impl TestEnv {
     }
 
     pub async fn with_rate_limit(rate_limit_per_minute: u32) -> Self {
-        let dynamodb_endpoint = emulators::dynamodb_endpoint();
+        Self::on(&emulators::dynamodb_endpoint(), rate_limit_per_minute).await
+    }
+
+    /// An environment whose tables live on the DynamoDB at `dynamodb_endpoint` (one a test
+    /// started itself, to stop and restart it).
+    pub async fn on(dynamodb_endpoint: &str, rate_limit_per_minute: u32) -> Self {
         let sqs_endpoint = emulators::sqs_endpoint();
-        let (dynamodb, sqs) = infra::emulator_clients(&dynamodb_endpoint, &sqs_endpoint).await;
+        let (dynamodb, sqs) = infra::emulator_clients(dynamodb_endpoint, &sqs_endpoint).await;
         let tables = Tables {
             data: unique("data"),
             control: unique("control"),
