@@ -34,29 +34,9 @@ struct Stack {
 impl Stack {
     async fn start(fixture_json: &str) -> Self {
         let (lambda, env_file) = common::emulators::lambda_watch();
-        let env_text = std::fs::read_to_string(env_file).expect("the env file of watch");
-        let env = read_env_file(&env_text);
-        let vars: HashMap<String, String> = env.iter().cloned().collect();
-        let (dynamodb, sqs) = infra::emulator_clients(
-            &vars["AWS_ENDPOINT_URL_DYNAMODB"],
-            &vars["AWS_ENDPOINT_URL_SQS"],
-        )
-        .await;
+        let env = read_env_file(&std::fs::read_to_string(env_file).expect("watch's env file"));
+        let (vars, dynamodb, sqs) = common::watch_world().await;
         let queue_url = vars["TASK_QUEUE_URL"].clone();
-        let queue_name = queue_url.rsplit('/').next().unwrap();
-        infra::ensure_table(&dynamodb, &vars["DATA_TABLE"], &infra::DATA_TABLE)
-            .await
-            .unwrap();
-        infra::ensure_table(&dynamodb, &vars["CONTROL_TABLE"], &infra::CONTROL_TABLE)
-            .await
-            .unwrap();
-        let queues = infra::ensure_queues(&sqs, queue_name, 2).await.unwrap();
-        assert_eq!(queues.task_queue_url, queue_url);
-        // Where the functions announce the jobs they settle (nothing consumes it here).
-        let webhooks = vars["WEBHOOK_QUEUE_URL"].clone();
-        let webhooks_name = webhooks.rsplit('/').next().unwrap();
-        let created = infra::ensure_queues(&sqs, webhooks_name, 2).await.unwrap();
-        assert_eq!(created.task_queue_url, webhooks);
 
         let api_key = format!("e2e-{}", JobId::generate());
         ControlStore::new(dynamodb.clone(), &vars["CONTROL_TABLE"])

@@ -378,3 +378,35 @@ impl std::io::Write for Buffer {
 pub fn export_token_key() -> erasure::config::ExportTokenKey {
     erasure::config::ExportTokenKey::parse("export-token-key-for-tests-only-0123456789").unwrap()
 }
+
+/// The tables and queues named in the env file of `cargo lambda watch` (`emulators::lambda_watch`),
+/// made if missing; the variables of that file and clients for its emulators.
+pub async fn watch_world() -> (
+    std::collections::HashMap<String, String>,
+    aws_sdk_dynamodb::Client,
+    aws_sdk_sqs::Client,
+) {
+    let (_, env_file) = emulators::lambda_watch();
+    let env_text = std::fs::read_to_string(env_file).expect("the env file of watch");
+    let vars: std::collections::HashMap<String, String> =
+        erasure::bridge::function::read_env_file(&env_text)
+            .into_iter()
+            .collect();
+    let (dynamodb, sqs) = infra::emulator_clients(
+        &vars["AWS_ENDPOINT_URL_DYNAMODB"],
+        &vars["AWS_ENDPOINT_URL_SQS"],
+    )
+    .await;
+    infra::ensure_table(&dynamodb, &vars["DATA_TABLE"], &infra::DATA_TABLE)
+        .await
+        .unwrap();
+    infra::ensure_table(&dynamodb, &vars["CONTROL_TABLE"], &infra::CONTROL_TABLE)
+        .await
+        .unwrap();
+    for url in [&vars["TASK_QUEUE_URL"], &vars["WEBHOOK_QUEUE_URL"]] {
+        let name = url.rsplit('/').next().unwrap();
+        let created = infra::ensure_queues(&sqs, name, 2).await.unwrap();
+        assert_eq!(&created.task_queue_url, url);
+    }
+    (vars, dynamodb, sqs)
+}
