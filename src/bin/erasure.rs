@@ -70,6 +70,22 @@ enum Command {
         #[arg(long, env = "CONTROL_TABLE")]
         control_table: String,
     },
+    /// A tenant's jobs, newest first: status, tasks left, failed task ids, created and
+    /// completed times. Listed from a secondary index, which is eventually consistent: a job
+    /// accepted in the last second or so may be missing; each listed job is read fresh.
+    Jobs {
+        /// The tenant's API key.
+        #[arg(long = "tenant")]
+        api_key: String,
+        /// Only jobs in this status (`partial`: what needs attention).
+        #[arg(long, value_enum)]
+        status: Option<ops::StatusFilter>,
+        /// Only jobs created this long ago or less: a number and `s`, `m`, `h` or `d` (`7d`).
+        #[arg(long, value_parser = ops::parse_age)]
+        since: Option<std::time::Duration>,
+        #[arg(long, env = "CONTROL_TABLE")]
+        control_table: String,
+    },
     /// Move the dead-letter queue's tasks back to the task queue once their cause is fixed
     /// (on AWS, SQS's "start DLQ redrive" does the same).
     Redrive {
@@ -353,6 +369,16 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             watch,
             control_table,
         } => ops::status(&ControlStore::new(dynamodb, control_table), &job_id, watch).await?,
+        Command::Jobs {
+            api_key: key,
+            status,
+            since,
+            control_table,
+        } => {
+            let tenant = Tenant::from_api_key(api_key(&key)?.as_str());
+            let control = ControlStore::new(dynamodb, control_table);
+            ops::jobs(&control, &tenant, status, since, now).await?;
+        }
         Command::Redrive {
             dead_letter_queue_url,
             queue_url,

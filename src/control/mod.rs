@@ -1,11 +1,13 @@
 //! The control table: tenants and their credentials, jobs and their progress, the open-jobs
-//! index, idempotency records and rate-limit windows. All access to it lives here.
+//! index, a tenant's jobs, idempotency records and rate-limit windows. All access to it lives
+//! here.
 
 mod idempotency;
 mod jobs;
 mod open_jobs;
 mod rate_limit;
 mod report;
+mod tenant_jobs;
 mod tenants;
 
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
