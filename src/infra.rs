@@ -3,8 +3,8 @@
 
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -30,26 +30,63 @@ pub const WORKER_MEMORY_MB: u32 = 1024;
 /// How long a failed task is kept in the dead-letter queue (14 days, the SQS maximum).
 pub const DLQ_RETENTION_SECONDS: u32 = 1_209_600;
 
-/// A table's key schema and TTL: what must match between the code and `template.yaml`.
+/// A table's key schema, indexes and TTL: what must match between the code and
+/// `template.yaml`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TableSpec {
     pub partition_key: &'static str,
     pub sort_key: &'static str,
     pub ttl_attribute: Option<&'static str>,
+    pub indexes: &'static [IndexSpec],
 }
+
+/// A key attribute's DynamoDB type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttributeType {
+    S,
+    N,
+}
+
+impl AttributeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeType::S => "S",
+            AttributeType::N => "N",
+        }
+    }
+}
+
+/// A global secondary index, projecting keys only: a reader fetches the items it lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: &'static str,
+    pub partition_key: (&'static str, AttributeType),
+    pub sort_key: (&'static str, AttributeType),
+}
+
+/// A tenant's jobs, newest first, for `erasure jobs`. Sparse: only job items carry both
+/// `tenant` and `createdAt`, so nothing else is indexed, and the job's own put is the only
+/// write it costs (keys only: later updates of the job change no indexed attribute).
+pub const JOBS_BY_TENANT: IndexSpec = IndexSpec {
+    name: "JobsByTenant",
+    partition_key: ("tenant", AttributeType::S),
+    sort_key: ("createdAt", AttributeType::N),
+};
 
 /// The collaboration data store: entities, per-user reference items and tombstones.
 pub const DATA_TABLE: TableSpec = TableSpec {
     partition_key: PARTITION_KEY,
     sort_key: SORT_KEY,
     ttl_attribute: None,
+    indexes: &[],
 };
 
-/// The control plane: tenants, jobs, idempotency records and rate-limit windows.
+/// The control plane: tenants, jobs, idempotency records, rate-limit windows, audit records.
 pub const CONTROL_TABLE: TableSpec = TableSpec {
     partition_key: PARTITION_KEY,
     sort_key: SORT_KEY,
     ttl_attribute: Some(TTL_ATTRIBUTE),
+    indexes: &[JOBS_BY_TENANT],
 };
 
 /// Errors while creating local infrastructure.
@@ -79,10 +116,14 @@ pub async fn ensure_table(
         table: name.to_owned(),
         source,
     };
-    let attribute = |name: &str| {
+    let attribute = |name: &str, kind: AttributeType| {
+        let kind = match kind {
+            AttributeType::S => ScalarAttributeType::S,
+            AttributeType::N => ScalarAttributeType::N,
+        };
         AttributeDefinition::builder()
             .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
+            .attribute_type(kind)
             .build()
             .map_err(|e| fail(e.into()))
     };
@@ -93,16 +134,34 @@ pub async fn ensure_table(
             .build()
             .map_err(|e| fail(e.into()))
     };
-    let created = client
+    let mut create = client
         .create_table()
         .table_name(name)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(spec.partition_key)?)
-        .attribute_definitions(attribute(spec.sort_key)?)
+        .attribute_definitions(attribute(spec.partition_key, AttributeType::S)?)
+        .attribute_definitions(attribute(spec.sort_key, AttributeType::S)?)
         .key_schema(key(spec.partition_key, KeyType::Hash)?)
-        .key_schema(key(spec.sort_key, KeyType::Range)?)
-        .send()
-        .await;
+        .key_schema(key(spec.sort_key, KeyType::Range)?);
+    for index in spec.indexes {
+        let ((partition, partition_type), (sort, sort_type)) =
+            (index.partition_key, index.sort_key);
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(index.name)
+            .key_schema(key(partition, KeyType::Hash)?)
+            .key_schema(key(sort, KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .map_err(|e| fail(e.into()))?;
+        create = create
+            .attribute_definitions(attribute(partition, partition_type)?)
+            .attribute_definitions(attribute(sort, sort_type)?)
+            .global_secondary_indexes(gsi);
+    }
+    let created = create.send().await;
     match created {
         Ok(_) => {}
         Err(error)

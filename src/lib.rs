@@ -15,6 +15,8 @@ pub mod fault;
 pub mod features;
 pub mod infra;
 pub mod keys;
+pub mod lift;
+pub mod metrics;
 pub mod queue;
 pub mod sqs_event;
 pub mod store;

@@ -80,6 +80,10 @@ pub struct Report {
     pub announced: usize,
     /// Index entries removed (settled and announced, or missing jobs).
     pub closed: usize,
+    /// Age of the oldest job still open after the pass (0 when none is; a job settled by
+    /// someone else during the pass may count once): what the alarm on jobs older than an hour
+    /// watches.
+    pub oldest_open_age_ms: i64,
 }
 
 /// Why a job could not be swept; it is left for the next pass.
@@ -159,7 +163,11 @@ impl Sweeper {
             match self.end_if_stuck(&job, now_ms, report).await? {
                 Some(settled) => settled,
                 // Still open, or settled meanwhile by someone else, who announces it.
-                None => return Ok(()),
+                None => {
+                    report.oldest_open_age_ms =
+                        report.oldest_open_age_ms.max(now_ms - job.created_at);
+                    return Ok(());
+                }
             }
         };
         if job.owes_announcement() {

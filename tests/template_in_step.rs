@@ -104,7 +104,13 @@ fn assert_table_matches(name: &str, spec: &TableSpec) {
         (spec.partition_key.to_owned(), "S".to_owned()),
         (spec.sort_key.to_owned(), "S".to_owned()),
     ];
+    for index in spec.indexes {
+        for (attribute, kind) in [index.partition_key, index.sort_key] {
+            expected.push((attribute.to_owned(), kind.as_str().to_owned()));
+        }
+    }
     expected.sort();
+    expected.dedup();
     assert_eq!(
         attribute_definitions(table, name),
         expected,
@@ -127,16 +133,54 @@ fn the_control_table_has_the_key_schema_and_ttl_the_code_expects() {
     assert_table_matches("ControlTable", &CONTROL_TABLE);
 }
 
+/// (name, hash key, range key, projection) of each GlobalSecondaryIndexes entry.
+fn indexes(table: &Value) -> Vec<(String, String, String, String)> {
+    let Some(indexes) = table.get("GlobalSecondaryIndexes") else {
+        return Vec::new();
+    };
+    indexes
+        .as_sequence()
+        .expect("GlobalSecondaryIndexes is a list")
+        .iter()
+        .map(|index| {
+            let name = string(&index["IndexName"], "IndexName").to_owned();
+            let keys = key_schema(index, &name);
+            let [(hash, hash_type), (range, range_type)] = keys.as_slice() else {
+                panic!("{name} has not a HASH and a RANGE key: {keys:?}")
+            };
+            assert_eq!((hash_type.as_str(), range_type.as_str()), ("HASH", "RANGE"));
+            let projection = string(&index["Projection"]["ProjectionType"], "ProjectionType");
+            (name, hash.clone(), range.clone(), projection.to_owned())
+        })
+        .collect()
+}
+
 #[test]
-fn neither_table_declares_a_global_secondary_index() {
+fn each_table_declares_exactly_the_indexes_the_code_creates_keys_only() {
     let template = template();
-    for name in ["DataTable", "ControlTable"] {
-        let table = properties(&template, name);
-        assert!(
-            table.get("GlobalSecondaryIndexes").is_none(),
-            "{name} declares GlobalSecondaryIndexes, which erasure::infra does not create"
+    for (name, spec) in [("DataTable", &DATA_TABLE), ("ControlTable", &CONTROL_TABLE)] {
+        let expected: Vec<(String, String, String, String)> = spec
+            .indexes
+            .iter()
+            .map(|index| {
+                (
+                    index.name.to_owned(),
+                    index.partition_key.0.to_owned(),
+                    index.sort_key.0.to_owned(),
+                    "KEYS_ONLY".to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            indexes(properties(&template, name)),
+            expected,
+            "{name}'s GlobalSecondaryIndexes differ from erasure::infra"
         );
     }
+    assert!(
+        DATA_TABLE.indexes.is_empty(),
+        "erasure never reads the data table by an index"
+    );
 }
 
 #[test]

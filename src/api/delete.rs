@@ -81,6 +81,7 @@ impl Api {
             )
             .await?;
         tracing::info!(job_id = %job.job_id, tasks = job.tasks_count, "job accepted");
+        self.metrics.job_accepted();
         Ok(accepted(&job))
     }
 

@@ -96,7 +96,8 @@ impl ApiError {
         }
     }
 
-    fn status_word(&self) -> &'static str {
+    /// The envelope's `status`: one of a fixed few words.
+    pub(crate) fn status_word(&self) -> &'static str {
         match self {
             ApiError::InvalidArgument(_)
             | ApiError::MethodNotAllowed

@@ -17,7 +17,7 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, Uri};
 use serde::Deserialize;
 
-use super::{refuse, Api, ApiError};
+use super::{Api, ApiError};
 use crate::domain::request::InvalidRequest;
 
 /// An API Gateway HTTP API event, as far as the api reads it. Every field may be missing or
@@ -82,7 +82,7 @@ pub async fn answer(api: &Api, event: HttpApiEvent) -> ApiGatewayV2httpResponse 
                 error = &error as &dyn std::error::Error,
                 "event is not an HTTP request"
             );
-            refuse(&error.into())
+            api.refuse(&error.into())
         }
     };
     into_gateway_response(response)

@@ -20,6 +20,7 @@ use crate::domain::ids::{ApiKey, IdempotencyKey};
 use crate::domain::request::parse_delete;
 use crate::domain::tenant::Tenant;
 use crate::keys::fingerprint;
+use crate::metrics::{Function, Metrics};
 use crate::queue::TaskQueue;
 use crate::store::DataStore;
 use crate::webhook::announce::Announcer;
@@ -43,6 +44,7 @@ pub struct Api {
     pub(crate) dry_run_budget: std::time::Duration,
     /// Where a job the enqueued mark settles is announced; none, the sweep announces it.
     pub(crate) announcer: Option<Announcer>,
+    pub(crate) metrics: Metrics,
 }
 
 /// A dry run's time: the api's Lambda timeout is 10 s, and the answer must leave before it.
@@ -68,6 +70,7 @@ impl Api {
             config,
             dry_run_budget: DRY_RUN_BUDGET,
             announcer: None,
+            metrics: Metrics::stdout(Function::Api),
         }
     }
 
@@ -83,12 +86,25 @@ impl Api {
         self
     }
 
+    /// Sends the api's metrics to `metrics` instead of standard output.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     /// Answers one request. Never fails: every failure is an envelope with its status.
     pub async fn handle(&self, request: Request<Vec<u8>>) -> Response<String> {
         match self.route(&request).await {
             Ok((status, body)) => json_response(status, &body),
-            Err(error) => refuse(&error),
+            Err(error) => self.refuse(&error),
         }
+    }
+
+    /// The envelope of a failure, counted by status class and word.
+    pub(crate) fn refuse(&self, error: &ApiError) -> Response<String> {
+        self.metrics
+            .response(error.status().as_u16(), error.status_word());
+        refuse(error)
     }
 
     async fn route(&self, request: &Request<Vec<u8>>) -> Result<(StatusCode, Value), ApiError> {
@@ -168,7 +184,7 @@ fn credentials(headers: &HeaderMap) -> Result<(ApiKey, &str), ApiError> {
 }
 
 /// The envelope of a failure, logged by class: causes of 5xx in full, refusals by status only.
-pub(crate) fn refuse(error: &ApiError) -> Response<String> {
+fn refuse(error: &ApiError) -> Response<String> {
     error.log();
     let mut response = json_response(error.status(), &error.body());
     if matches!(error, ApiError::MethodNotAllowed) {

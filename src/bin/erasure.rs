@@ -9,10 +9,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use erasure::bridge::function::{self, FunctionConfig, LocalFunction};
 use erasure::bridge::{self, gateway, BridgeConfig};
-use erasure::control::{generate_auth_token, ControlStore};
+use erasure::control::{generate_auth_token, ControlStore, LiftOutcome};
 use erasure::domain::ids::{ApiKey, OrganizationId, UserId};
 use erasure::domain::tenant::Tenant;
 use erasure::infra;
+use erasure::lift::{lift, LiftRequest};
 use erasure::queue::TaskQueue;
 use erasure::store::export::{Cursors, ExportData};
 use erasure::store::fixture::Fixture;
@@ -70,6 +71,25 @@ enum Command {
         #[arg(long, env = "CONTROL_TABLE")]
         control_table: String,
     },
+    /// A tenant's jobs, newest first: status, tasks left, failed task ids, created and
+    /// completed times. Listed from a secondary index, which is eventually consistent: a job
+    /// accepted in the last second or so may be missing; each listed job is read fresh.
+    Jobs {
+        /// The tenant's API key.
+        #[arg(long = "tenant")]
+        api_key: String,
+        /// Only jobs in this status (`partial`: what needs attention).
+        #[arg(long, value_enum)]
+        status: Option<ops::StatusFilter>,
+        /// Only jobs created this long ago or less: a number and `s`, `m`, `h` or `d` (`7d`).
+        #[arg(long, value_parser = ops::parse_age)]
+        since: Option<std::time::Duration>,
+        #[arg(long, env = "CONTROL_TABLE")]
+        control_table: String,
+    },
+    /// Users' tombstones (the write path's refusal of an erased user's data).
+    #[command(subcommand)]
+    Tombstone(TombstoneCommand),
     /// Move the dead-letter queue's tasks back to the task queue once their cause is fixed
     /// (on AWS, SQS's "start DLQ redrive" does the same).
     Redrive {
@@ -202,6 +222,27 @@ enum TenantCommand {
         api_key: String,
         #[arg(long, env = "CONTROL_TABLE")]
         control_table: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum TombstoneCommand {
+    /// Remove a user's tombstone (every scope) so that new data naming them is accepted
+    /// again; erased data does not come back. Refused while an open job names the user.
+    /// Audited in the control table (user as key hash only). docs/OPERATIONS.md says when.
+    Lift {
+        #[arg(long)]
+        api_key: String,
+        #[arg(long)]
+        user_id: String,
+        /// Why (kept in the audit record; never the user's id).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who lifts it, for the audit record.
+        #[arg(long, env = "USER", default_value = "unknown")]
+        operator: String,
+        #[command(flatten)]
+        tables: TableArgs,
     },
 }
 
@@ -353,6 +394,40 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             watch,
             control_table,
         } => ops::status(&ControlStore::new(dynamodb, control_table), &job_id, watch).await?,
+        Command::Jobs {
+            api_key: key,
+            status,
+            since,
+            control_table,
+        } => {
+            let tenant = Tenant::from_api_key(api_key(&key)?.as_str());
+            let control = ControlStore::new(dynamodb, control_table);
+            ops::jobs(&control, &tenant, status, since, now).await?;
+        }
+        Command::Tombstone(TombstoneCommand::Lift {
+            api_key: key,
+            user_id,
+            reason,
+            operator,
+            tables,
+        }) => {
+            let request = LiftRequest {
+                tenant: Tenant::from_api_key(api_key(&key)?.as_str()),
+                user: UserId::parse(user_id).map_err(|e| format!("--user-id {e}"))?,
+                operator,
+                reason,
+            };
+            let control = ControlStore::new(dynamodb.clone(), tables.control_table);
+            let data = DataStore::new(dynamodb, tables.data_table);
+            let outcome = lift(&control, &data, request, now).await?;
+            println!(
+                "{}",
+                match outcome {
+                    LiftOutcome::Absent => "no tombstone: the user's data is already accepted",
+                    _ => "tombstone lifted: new data for the user is accepted (erased data stays erased)",
+                }
+            );
+        }
         Command::Redrive {
             dead_letter_queue_url,
             queue_url,

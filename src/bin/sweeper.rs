@@ -3,6 +3,7 @@
 
 use erasure::config::SweeperConfig;
 use erasure::control::ControlStore;
+use erasure::metrics::{Function, Metrics};
 use erasure::sweep::{Bounds, Sweeper};
 use erasure::webhook::queue::NotificationQueue;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -19,17 +20,20 @@ async fn main() -> Result<(), Error> {
         NotificationQueue::new(aws_sdk_sqs::Client::new(&aws), &config.webhook_queue_url),
         Bounds::for_queue(config.max_receive_count),
     );
+    let metrics = Metrics::stdout(Function::Sweeper);
     // The scheduled event carries nothing the sweep needs.
     lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| {
-        let sweeper = &sweeper;
+        let (sweeper, metrics) = (&sweeper, &metrics);
         async move {
             let report = sweeper.sweep(erasure::clock::now_ms()).await?;
+            metrics.oldest_open_job(report.oldest_open_age_ms);
             Ok::<_, Error>(serde_json::json!({
                 "open": report.open,
                 "stalled": report.stalled,
                 "unfinished": report.unfinished,
                 "announced": report.announced,
                 "closed": report.closed,
+                "oldestOpenAgeMs": report.oldest_open_age_ms,
             }))
         }
     }))

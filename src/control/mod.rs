@@ -1,13 +1,17 @@
 //! The control table: tenants and their credentials, jobs and their progress, the open-jobs
-//! index, idempotency records and rate-limit windows. All access to it lives here.
+//! index, a tenant's jobs, idempotency records, rate-limit windows and the operators' audit
+//! records. All access to it lives here.
 
+mod audit;
 mod idempotency;
 mod jobs;
 mod open_jobs;
 mod rate_limit;
 mod report;
+mod tenant_jobs;
 mod tenants;
 
+pub use audit::{LiftAudit, LiftOutcome, LIFT_ACTION};
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
 pub use jobs::{JobView, NewJob, SendClaim};
 pub use open_jobs::OpenEntry;

@@ -72,6 +72,9 @@ impl ControlStore {
                     .table_name(&self.table)
                     .key_condition_expression("pk = :pk")
                     .expression_attribute_values(":pk", AttributeValue::S(shard_pk(shard)))
+                    // Consistent: lifting a tombstone relies on seeing every job accepted
+                    // before it looked (the `lift` module).
+                    .consistent_read(true)
                     .set_exclusive_start_key(start)
                     .send()
                     .await

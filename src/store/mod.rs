@@ -236,6 +236,70 @@ impl DataStore {
         Ok(())
     }
 
+    /// Removes the user's tombstone (every scope) and returns what it covered, or `None` when
+    /// there was none. Only the `lift` module calls this: it checks first that no open job holds
+    /// the tombstone, and puts it back if one was accepted meanwhile.
+    pub async fn lift_tombstone(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+    ) -> Result<Option<Tombstone>, StoreError> {
+        let key = Key {
+            pk: tenant.user_partition(user.as_str()),
+            sk: TOMBSTONE_SORT_KEY.to_owned(),
+        };
+        let output = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(dynamo::key_item(&key)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("DeleteItem", e))?;
+        Ok(output.attributes.as_ref().map(Tombstone::of_item))
+    }
+
+    /// Puts back what a lifted tombstone covered, merged with whatever tombstone the user has
+    /// now (a job accepted since may have written one): nothing it forbids is forgotten.
+    pub async fn restore_tombstone(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        tombstone: &Tombstone,
+    ) -> Result<(), StoreError> {
+        let key = Key {
+            pk: tenant.user_partition(user.as_str()),
+            sk: TOMBSTONE_SORT_KEY.to_owned(),
+        };
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(dynamo::key_item(&key)))
+            .expression_attribute_values(":entity", AttributeValue::S("Tombstone".into()))
+            .expression_attribute_values(":at", AttributeValue::N(tombstone.erased_at.to_string()));
+        let mut expression =
+            "SET entity = :entity, erasedAt = if_not_exists(erasedAt, :at)".to_owned();
+        if tombstone.all_organizations {
+            expression.push_str(", allOrganizations = :all");
+            update = update.expression_attribute_values(":all", AttributeValue::Bool(true));
+        }
+        if !tombstone.organizations.is_empty() {
+            expression.push_str(" ADD organizations :orgs");
+            update = update.expression_attribute_values(
+                ":orgs",
+                AttributeValue::Ss(tombstone.organizations.clone()),
+            );
+        }
+        update
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("UpdateItem", e))?;
+        Ok(())
+    }
+
     async fn refuse_erased_users(
         &self,
         tenant: &Tenant,
@@ -357,6 +421,33 @@ impl CheckedWrite {
             .await
             .map_err(|_| StoreError::WindowPassed(within))??;
         Ok(())
+    }
+}
+
+/// What a tombstone forbids: everywhere, or in organizations (by key hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tombstone {
+    pub all_organizations: bool,
+    pub organizations: Vec<String>,
+    pub erased_at: i64,
+}
+
+impl Tombstone {
+    fn of_item(item: &Item) -> Self {
+        Self {
+            all_organizations: matches!(
+                item.get("allOrganizations"),
+                Some(AttributeValue::Bool(true))
+            ),
+            organizations: match item.get("organizations") {
+                Some(AttributeValue::Ss(orgs)) => orgs.clone(),
+                _ => Vec::new(),
+            },
+            erased_at: match item.get("erasedAt") {
+                Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                _ => 0,
+            },
+        }
     }
 }
 

@@ -21,6 +21,7 @@ use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
 use crate::features::deleter;
 use crate::keys::fingerprint;
+use crate::metrics::{Function, Metrics};
 use crate::queue::TaskQueue;
 use crate::store::{DataStore, StoreError};
 use crate::webhook::announce::Announcer;
@@ -77,6 +78,7 @@ pub struct Worker {
     /// Where a job that settles is announced (its tenant's webhook); none, the sweep announces
     /// it.
     announcer: Option<Announcer>,
+    metrics: Metrics,
 }
 
 impl Worker {
@@ -92,7 +94,14 @@ impl Worker {
             queue,
             max_receive_count,
             announcer: None,
+            metrics: Metrics::stdout(Function::Worker),
         }
+    }
+
+    /// Sends this worker's metrics to `metrics` instead of standard output.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Announces every job this worker settles on `queue`.
@@ -101,10 +110,17 @@ impl Worker {
         self
     }
 
-    /// Announces a job this worker just settled. Never fails the task: the job has ended
-    /// whatever happens to its announcement, and one that does not complete is the sweep's.
+    /// Measures a job this worker just settled and announces it. Never fails the task: the
+    /// job has ended whatever happens to its announcement, and one that does not complete is
+    /// the sweep's.
     async fn announce(&self, settled: Option<JobView>) {
-        if let (Some(announcer), Some(job)) = (&self.announcer, settled) {
+        let Some(job) = settled else {
+            return;
+        };
+        let settled_at = job.completed_at.unwrap_or_else(now_ms);
+        self.metrics
+            .job_settled(job.status, settled_at - job.created_at);
+        if let Some(announcer) = &self.announcer {
             announcer.announce(&job, now_ms()).await;
         }
     }
@@ -182,6 +198,7 @@ impl Worker {
                 }
                 Err(error) => {
                     tracing::error!(job_id = %task.job_id, task_id = %task.task_id, attempt = delivery.receive_count, last, error = &error as &dyn std::error::Error, "task failed");
+                    self.metrics.task_failed(task.kind);
                     failed.push(task);
                 }
             }
@@ -244,6 +261,7 @@ impl Worker {
             tracing::info!("task already done; repeated delivery acknowledged");
             return Ok(TaskEnd::Done);
         }
+        let started = Instant::now();
         let tenant = Tenant::from_stored(job.tenant.clone());
         let deleter = deleter(task.kind);
         // A redelivery (an attempt failed or died) goes through the whole scope again: the
@@ -266,6 +284,8 @@ impl Worker {
             self.control
                 .record_progress(&task.job_id, task.kind, outcome, now_ms())
                 .await?;
+            self.metrics
+                .task_paused(task.kind, outcome, started.elapsed());
             tracing::info!(
                 removed = outcome.removed,
                 rewritten = outcome.rewritten,
@@ -288,6 +308,8 @@ impl Worker {
                 self.control
                     .record_progress(&task.job_id, task.kind, outcome, now_ms())
                     .await?;
+                self.metrics
+                    .task_paused(task.kind, outcome, started.elapsed());
                 tracing::info!("task waits for the write window in a continuation");
                 return Ok(TaskEnd::Paused { at: 0, delay: wait });
             }
@@ -308,6 +330,8 @@ impl Worker {
             .control
             .record_success(&task.job_id, &task.task_id, task.kind, outcome, now_ms())
             .await?;
+        self.metrics
+            .task_done(task.kind, outcome, started.elapsed());
         self.announce(settled).await;
         tracing::info!(
             removed = outcome.removed,
