@@ -18,7 +18,7 @@ run: ## Run the service locally (dynalite, moto, cargo lambda watch, SQS bridge)
 test: ## fmt, clippy, all tests against local emulators, SAM template checks
 	scripts/test.sh
 
-bench: ## Benchmarks on their own dynalite and moto: cost per user vs table size, throughput, API latency
+bench: ## Benchmarks: release zip sizes and cold starts; on their own dynalite and moto: cost per user vs table size, throughput, API latency
 	scripts/bench.sh
 
 tools: ## Install the local tools (.venv from requirements.txt, node_modules from package-lock.json)

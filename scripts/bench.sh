@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `make bench`: the erasure benchmark (benches/erasure.rs) against local emulators, printing P1-P4
-# and the growth table side by side (docs/PERFORMANCE.md). Uses its own ports (8200, 9524 unless
+# `make bench`: the size and init duration of each Lambda function's release build
+# (benches/cold_start.rs; ERASURE_BENCH_COLD_STARTS starts each, default 20), then the erasure
+# benchmark (benches/erasure.rs) against local emulators, printing P1-P4 and the growth table side
+# by side (docs/PERFORMANCE.md). Uses its own ports (8200, 9524 unless
 # ERASURE_BENCH_DYNAMODB_PORT / ERASURE_BENCH_SQS_PORT say otherwise) and always stops what it
 # started. ERASURE_BENCH_SCALE (default 1) multiplies the data sizes; ERASE_PAGES_IN_FLIGHT tunes
 # the engine as it tunes the worker.
@@ -14,8 +16,17 @@ SQS_PORT="${ERASURE_BENCH_SQS_PORT:-9524}"
 step "Tools"
 ensure_tools
 
-step "Build the benchmark (release profile)"
-cargo bench --bench erasure --bench export --no-run
+step "Build the Lambda functions as deployed (cargo lambda build --release --x86-64)"
+# The zips Lambda gets, then the bare bootstraps beside them to start (this copies, it does not
+# compile again).
+cargo lambda build --release --x86-64 --output-format zip
+cargo lambda build --release --x86-64
+
+step "Build the benchmarks (release profile)"
+cargo bench --bench cold_start --bench erasure --bench export --no-run
+
+step "cargo bench --bench cold_start (${ERASURE_BENCH_COLD_STARTS:-20} starts per function)"
+cargo bench --bench cold_start
 
 step "Emulators: DynamoDB (dynalite) on 127.0.0.1:$DYNAMODB_PORT, SQS (moto) on 127.0.0.1:$SQS_PORT"
 # P2 holds a million background items in dynalite's memory: more heap than node's default.

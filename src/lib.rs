@@ -4,6 +4,7 @@
 pub mod accept;
 pub mod api;
 pub mod aws;
+#[cfg(feature = "cli")]
 pub mod bridge;
 pub mod clock;
 pub mod config;
