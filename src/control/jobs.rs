@@ -7,8 +7,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use serde::{Deserialize, Serialize};
 
-use super::{key, number, string, string_set, ControlStore};
+use super::{key, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
 use crate::domain::task::Outcome;
@@ -85,15 +86,66 @@ pub struct JobView {
     pub announced: Option<JobStatus>,
 }
 
-fn parse_status(raw: &str) -> Option<JobStatus> {
-    Some(match raw {
-        "queued" => JobStatus::Queued,
-        "running" => JobStatus::Running,
-        "completed" => JobStatus::Completed,
-        "partial" => JobStatus::Partial,
-        "failed" => JobStatus::Failed,
-        _ => return None,
-    })
+/// A job's record as stored, through serde_dynamo: what `create_job` writes and `get_job`
+/// reads. The per-feature counters (`removed_<kind>`, `rewritten_<kind>`) are attributes named
+/// after the kind that the tasks' updates add to; they are read apart ([`counters`]).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JobRecord {
+    job_id: String,
+    tenant: String,
+    job_status: JobStatus,
+    tasks_count: usize,
+    /// String sets (`ADD`), absent until a task ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    succeeded_tasks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    failed_tasks: Vec<String>,
+    /// A list, in the job's user order: task `t<i>.<kind>` belongs to the user at `i`.
+    user_hashes: Vec<String>,
+    organization_ids: Vec<String>,
+    created_at: i64,
+    expires_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enqueued_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_task_completed_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_progress_at: Option<i64>,
+    #[serde(default)]
+    retryable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failure_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    announced_status: Option<JobStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send_claimed_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send_claim_id: Option<String>,
+}
+
+/// The per-feature counters of a job's item.
+fn counters(item: &Item) -> BTreeMap<TaskKind, Outcome> {
+    let number = |name: String| match item.get(&name) {
+        Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+        _ => None,
+    };
+    TaskKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let removed = number(format!("removed_{kind}"));
+            let rewritten = number(format!("rewritten_{kind}"));
+            (removed.is_some() || rewritten.is_some()).then(|| {
+                let outcome = Outcome {
+                    removed: removed.unwrap_or(0),
+                    rewritten: rewritten.unwrap_or(0),
+                };
+                (kind, outcome)
+            })
+        })
+        .collect()
 }
 
 impl JobView {
@@ -138,43 +190,39 @@ impl JobView {
     }
 
     fn parse(item: &Item) -> Option<Self> {
-        let status = parse_status(&string(item, "jobStatus")?)?;
-        let items = TaskKind::ALL
-            .into_iter()
-            .filter_map(|kind| {
-                let removed = number(item, &format!("removed_{kind}"));
-                let rewritten = number(item, &format!("rewritten_{kind}"));
-                (removed.is_some() || rewritten.is_some()).then(|| {
-                    let outcome = Outcome {
-                        removed: removed.unwrap_or(0) as u64,
-                        rewritten: rewritten.unwrap_or(0) as u64,
-                    };
-                    (kind, outcome)
-                })
-            })
-            .collect();
+        let record: JobRecord = match serde_dynamo::from_item(item.clone()) {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::error!(
+                    error = &error as &dyn std::error::Error,
+                    "a job record that does not parse"
+                );
+                return None;
+            }
+        };
         Some(Self {
-            job_id: JobId::parse(&string(item, "jobId")?).ok()?,
-            tenant: string(item, "tenant")?,
-            status,
-            tasks_count: number(item, "tasksCount")? as usize,
-            succeeded: string_set(item, "succeededTasks"),
-            failed: string_set(item, "failedTasks"),
-            user_hashes: string_set(item, "userHashes"),
-            organization_ids: string_set(item, "organizationIds")
+            job_id: JobId::parse(&record.job_id).ok()?,
+            tenant: record.tenant,
+            status: record.job_status,
+            tasks_count: record.tasks_count,
+            succeeded: record.succeeded_tasks,
+            failed: record.failed_tasks,
+            user_hashes: record.user_hashes,
+            organization_ids: record
+                .organization_ids
                 .into_iter()
                 .filter_map(|o| OrganizationId::parse(o).ok())
                 .collect(),
-            created_at: number(item, "createdAt")?,
-            expires_at: number(item, "expiresAt")?,
-            enqueued_at: number(item, "enqueuedAt"),
-            completed_at: number(item, "completedAt"),
-            last_task_completed_time: number(item, "lastTaskCompletedTime"),
-            last_progress_at: number(item, "lastProgressAt"),
-            retryable: matches!(item.get("retryable"), Some(AttributeValue::Bool(true))),
-            failure_reason: string(item, "failureReason"),
-            items,
-            announced: string(item, "announcedStatus").and_then(|s| parse_status(&s)),
+            created_at: record.created_at,
+            expires_at: record.expires_at,
+            enqueued_at: record.enqueued_at,
+            completed_at: record.completed_at,
+            last_task_completed_time: record.last_task_completed_time,
+            last_progress_at: record.last_progress_at,
+            retryable: record.retryable,
+            failure_reason: record.failure_reason,
+            items: counters(item),
+            announced: record.announced_status,
         })
     }
 }
@@ -206,27 +254,33 @@ impl ControlStore {
     }
 
     async fn put_job(&self, job: &NewJob, claim: &SendClaim) -> Result<bool, DynamoError> {
-        let mut item = job_key(&job.job_id);
-        let s = |v: &str| AttributeValue::S(v.to_owned());
-        let n = |v: i64| AttributeValue::N(v.to_string());
-        item.insert("jobId".into(), s(job.job_id.as_str()));
-        item.insert("tenant".into(), s(job.tenant.as_str()));
-        item.insert("jobStatus".into(), s(JobStatus::Queued.as_str()));
-        item.insert("tasksCount".into(), n(job.tasks_count as i64));
-        // A list, in the job's user order: task `t<i>.<kind>` belongs to the user at `i`.
-        item.insert(
-            "userHashes".into(),
-            AttributeValue::L(job.user_hashes.iter().map(|h| s(h)).collect()),
-        );
-        item.insert(
-            "organizationIds".into(),
-            AttributeValue::L(job.organization_ids.iter().map(|o| s(o.as_str())).collect()),
-        );
-        item.insert("createdAt".into(), n(job.created_at_ms));
-        item.insert("expiresAt".into(), n(job.expires_at_s));
-        item.insert("retryable".into(), AttributeValue::Bool(job.retryable));
-        item.insert("sendClaimedAt".into(), n(claim.at_ms));
-        item.insert("sendClaimId".into(), s(&claim.id));
+        let record = JobRecord {
+            job_id: job.job_id.as_str().to_owned(),
+            tenant: job.tenant.as_str().to_owned(),
+            job_status: JobStatus::Queued,
+            tasks_count: job.tasks_count,
+            succeeded_tasks: Vec::new(),
+            failed_tasks: Vec::new(),
+            user_hashes: job.user_hashes.clone(),
+            organization_ids: job
+                .organization_ids
+                .iter()
+                .map(|o| o.as_str().to_owned())
+                .collect(),
+            created_at: job.created_at_ms,
+            expires_at: job.expires_at_s,
+            enqueued_at: None,
+            completed_at: None,
+            last_task_completed_time: None,
+            last_progress_at: None,
+            retryable: job.retryable,
+            failure_reason: None,
+            announced_status: None,
+            send_claimed_at: Some(claim.at_ms),
+            send_claim_id: Some(claim.id.clone()),
+        };
+        let mut item: Item = serde_dynamo::to_item(&record).map_err(DynamoError::Shape)?;
+        item.extend(job_key(&job.job_id));
         let put = self
             .client
             .put_item()

@@ -52,16 +52,6 @@ fn number(item: &Item, name: &str) -> Option<i64> {
     }
 }
 
-fn string_set(item: &Item, name: &str) -> Vec<String> {
-    match item.get(name) {
-        Some(AttributeValue::Ss(set)) => set.clone(),
-        Some(AttributeValue::L(list)) => {
-            list.iter().filter_map(|v| v.as_s().ok().cloned()).collect()
-        }
-        _ => Vec::new(),
-    }
-}
-
 fn key(pk: String, sk: &str) -> Item {
     Item::from([
         ("pk".to_owned(), AttributeValue::S(pk)),
