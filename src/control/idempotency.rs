@@ -1,15 +1,25 @@
 //! Idempotency records: an `Idempotency-Key` binds to one body and one job for 24 hours.
 
 use aws_sdk_dynamodb::types::AttributeValue;
+use serde::{Deserialize, Serialize};
 
-use super::{key, number, string, ControlStore};
+use super::{key, ControlStore};
 use crate::domain::ids::{IdempotencyKey, JobId};
 use crate::domain::tenant::Tenant;
-use crate::dynamo::{self, DynamoError};
+use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
 
 /// How long a key stays bound.
 pub const WINDOW_SECONDS: i64 = 24 * 60 * 60;
+
+/// An idempotency record as stored: the body's hash, its job, and when the binding ends (TTL).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct IdempotencyRecord {
+    body_hash: String,
+    job_id: String,
+    expires_at: i64,
+}
 
 /// What claiming an idempotency key found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +51,13 @@ impl ControlStore {
             ),
             "IDEM",
         );
-        let mut item = item_key.clone();
-        item.insert("bodyHash".into(), AttributeValue::S(body_hash.to_owned()));
-        item.insert("jobId".into(), AttributeValue::S(job_id.to_string()));
-        item.insert(
-            "expiresAt".into(),
-            AttributeValue::N((now + WINDOW_SECONDS).to_string()),
-        );
+        let record = IdempotencyRecord {
+            body_hash: body_hash.to_owned(),
+            job_id: job_id.as_str().to_owned(),
+            expires_at: now + WINDOW_SECONDS,
+        };
+        let mut item: Item = serde_dynamo::to_item(&record).map_err(DynamoError::Shape)?;
+        item.extend(item_key.clone());
         let put = self
             .client
             .put_item()
@@ -74,13 +84,18 @@ impl ControlStore {
             .map_err(|e| DynamoError::call("GetItem", e))?
             .item
             .unwrap_or_default();
-        let same_body = string(&existing, "bodyHash").as_deref() == Some(body_hash);
-        let job = string(&existing, "jobId").and_then(|j| JobId::parse(&j).ok());
-        Ok(match (same_body, job) {
-            (true, Some(job)) if number(&existing, "expiresAt").unwrap_or(0) >= now => {
-                Claim::Existing(job)
-            }
-            _ => Claim::Mismatch,
-        })
+        // Gone meanwhile (TTL) or unreadable: not this body's key to use.
+        let Ok(existing) = serde_dynamo::from_item::<_, IdempotencyRecord>(existing) else {
+            return Ok(Claim::Mismatch);
+        };
+        Ok(
+            match (
+                existing.body_hash == body_hash,
+                JobId::parse(&existing.job_id),
+            ) {
+                (true, Ok(job)) if existing.expires_at >= now => Claim::Existing(job),
+                _ => Claim::Mismatch,
+            },
+        )
     }
 }

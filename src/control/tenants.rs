@@ -7,10 +7,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use rand::distr::{Alphanumeric, SampleString};
 use subtle::ConstantTimeEq;
 
-use super::{key, string, ControlStore};
+use serde::{Deserialize, Serialize};
+
+use super::{key, ControlStore};
 use crate::domain::ids::ApiKey;
 use crate::domain::tenant::Tenant;
-use crate::dynamo::{self, DynamoError};
+use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::{component, fingerprint, secret_hash};
 
 fn tenant_key(api_key: &ApiKey) -> crate::dynamo::Item {
@@ -18,6 +20,29 @@ fn tenant_key(api_key: &ApiKey) -> crate::dynamo::Item {
 }
 
 /// The tenant record of a tenant named by its stored key prefix (`T#<hash>`), as jobs hold it.
+/// A tenant's record as stored, or the part of it a projection read: every field optional, so
+/// that each reader asks for (and gets) only what it needs.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TenantRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    token_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    webhook_secret: Option<String>,
+}
+
+impl TenantRecord {
+    /// The record of `item`; one that does not parse reads as empty (no token, no webhook):
+    /// refused, never trusted.
+    fn of(item: &Item) -> Self {
+        serde_dynamo::from_item(item.clone()).unwrap_or_default()
+    }
+}
+
 fn stored_tenant_key(tenant: &Tenant) -> Option<crate::dynamo::Item> {
     let hash = tenant.as_str().strip_prefix("T#")?;
     Some(key(format!("TENANT#{hash}"), "TENANT"))
@@ -59,12 +84,14 @@ impl ControlStore {
         auth_token: &str,
         now_ms: i64,
     ) -> Result<(), DynamoError> {
-        let mut item = tenant_key(api_key);
-        item.insert(
-            "tokenHash".into(),
-            AttributeValue::S(secret_hash(auth_token)),
-        );
-        item.insert("createdAt".into(), AttributeValue::N(now_ms.to_string()));
+        let record = TenantRecord {
+            token_hash: Some(secret_hash(auth_token)),
+            created_at: Some(now_ms),
+            webhook_url: None,
+            webhook_secret: None,
+        };
+        let mut item: Item = serde_dynamo::to_item(&record).map_err(DynamoError::Shape)?;
+        item.extend(tenant_key(api_key));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -109,7 +136,7 @@ impl ControlStore {
         let stored = output
             .item
             .as_ref()
-            .and_then(|item| string(item, "tokenHash"));
+            .and_then(|item| TenantRecord::of(item).token_hash);
         let presented = secret_hash(auth_token);
         let expected = stored
             .clone()
@@ -157,7 +184,7 @@ impl ControlStore {
             .map_err(|e| DynamoError::call("GetItem", e))?;
         Ok(output
             .item
-            .is_some_and(|item| string(&item, "webhookUrl").is_some()))
+            .is_some_and(|item| TenantRecord::of(&item).webhook_url.is_some()))
     }
 
     /// The webhook of the tenant a job names, if it has one (and still exists).
@@ -175,9 +202,10 @@ impl ControlStore {
             .send()
             .await
             .map_err(|e| DynamoError::call("GetItem", e))?;
-        let item = output.item.unwrap_or_default();
-        Ok(string(&item, "webhookUrl")
-            .zip(string(&item, "webhookSecret"))
+        let record = TenantRecord::of(&output.item.unwrap_or_default());
+        Ok(record
+            .webhook_url
+            .zip(record.webhook_secret)
             .map(|(url, secret)| Webhook { url, secret }))
     }
 }
