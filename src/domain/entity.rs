@@ -480,6 +480,14 @@ pub fn reference_kind_prefix(kind: TaskKind) -> String {
 /// The sort key of a user's tombstone.
 pub const TOMBSTONE_SORT_KEY: &str = "TOMBSTONE";
 
+/// The key of `user_id`'s tombstone in `tenant`: in the user's own partition.
+pub fn tombstone_key(tenant: &Tenant, user_id: &str) -> Key {
+    Key {
+        pk: tenant.user_partition(user_id),
+        sk: TOMBSTONE_SORT_KEY.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

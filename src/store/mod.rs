@@ -13,9 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 use futures::{stream, StreamExt, TryStreamExt};
 
-use crate::domain::entity::{
-    reference_key, Entity, Key, Profile, TaggedContact, TOMBSTONE_SORT_KEY,
-};
+use crate::domain::entity::{reference_key, tombstone_key, Entity, Key, Profile, TaggedContact};
 use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
@@ -190,16 +188,12 @@ impl DataStore {
             .iter()
             .map(|o| component(o.as_str()))
             .collect();
-        let partitions: Vec<String> = users
+        let keys: Vec<Key> = users
             .iter()
-            .map(|user| tenant.user_partition(user.as_str()))
+            .map(|user| tombstone_key(tenant, user.as_str()))
             .collect();
-        stream::iter(partitions)
-            .map(|pk| {
-                let key = Key {
-                    pk,
-                    sk: TOMBSTONE_SORT_KEY.to_owned(),
-                };
+        stream::iter(keys)
+            .map(|key| {
                 let mut update = self
                     .client
                     .update_item()
@@ -244,10 +238,7 @@ impl DataStore {
         tenant: &Tenant,
         user: &UserId,
     ) -> Result<Option<Tombstone>, StoreError> {
-        let key = Key {
-            pk: tenant.user_partition(user.as_str()),
-            sk: TOMBSTONE_SORT_KEY.to_owned(),
-        };
+        let key = tombstone_key(tenant, user.as_str());
         let output = self
             .client
             .delete_item()
@@ -268,10 +259,7 @@ impl DataStore {
         user: &UserId,
         tombstone: &Tombstone,
     ) -> Result<(), StoreError> {
-        let key = Key {
-            pk: tenant.user_partition(user.as_str()),
-            sk: TOMBSTONE_SORT_KEY.to_owned(),
-        };
+        let key = tombstone_key(tenant, user.as_str());
         let mut update = self
             .client
             .update_item()
@@ -308,10 +296,7 @@ impl DataStore {
         let users: HashSet<&str> = entities.iter().flat_map(Entity::users).collect();
         let keys: Vec<Key> = users
             .iter()
-            .map(|user| Key {
-                pk: tenant.user_partition(user),
-                sk: TOMBSTONE_SORT_KEY.to_owned(),
-            })
+            .map(|user| tombstone_key(tenant, user))
             .collect();
         let tombstones: HashMap<String, Item> =
             dynamo::batch_get(&self.client, &self.table, &keys, true)

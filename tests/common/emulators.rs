@@ -10,6 +10,16 @@ use std::time::{Duration, Instant};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// dynalite's table operations, instant: a test never waits for a table to become active.
+const DYNALITE_TIMINGS: [&str; 6] = [
+    "--createTableMs",
+    "0",
+    "--deleteTableMs",
+    "0",
+    "--updateTableMs",
+    "0",
+];
+
 /// The processes started here, kept so their stdin pipes stay open while the tests run.
 static STARTED: Mutex<Vec<Child>> = Mutex::new(Vec::new());
 
@@ -24,17 +34,10 @@ pub fn dynamodb_endpoint() -> String {
                 start(
                     "node_modules/.bin/dynalite",
                     &[
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        &port_arg,
-                        "--createTableMs",
-                        "0",
-                        "--deleteTableMs",
-                        "0",
-                        "--updateTableMs",
-                        "0",
-                    ],
+                        &["--host", "127.0.0.1", "--port", &port_arg][..],
+                        &DYNALITE_TIMINGS,
+                    ]
+                    .concat(),
                     port,
                 )
             })
@@ -248,14 +251,7 @@ impl PersistentDynalite {
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .arg("--path")
             .arg(&self.path)
-            .args([
-                "--createTableMs",
-                "0",
-                "--deleteTableMs",
-                "0",
-                "--updateTableMs",
-                "0",
-            ])
+            .args(DYNALITE_TIMINGS)
             .current_dir(ROOT)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
