@@ -9,7 +9,7 @@
 //! 4. the enqueued mark; a job whose tasks all ended before it settles there, and is announced.
 //!
 //! A failure midway answers 503 and leaves at most a job marked not fully enqueued: a retry with
-//! the same `Idempotency-Key` finishes it, and the sweep (`crate::sweep`) ends it `failed` once no
+//! the same `Idempotency-Key` finishes it, and the sweep (`src/sweep.rs`) ends it `failed` once no
 //! retry can.
 
 use crate::clock::now_ms;

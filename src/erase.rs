@@ -228,7 +228,37 @@ impl Sweeps {
     }
 }
 
+/// Users previewed at once during a dry run.
+const PREVIEW_CONCURRENCY: usize = 16;
+
 impl DataStore {
+    /// What a job of `users` would do, per user and feature, writing nothing: the dry run.
+    /// Users are previewed at once; one user's features in task order, sharing what they
+    /// counted, so that an entity two features reach is counted once, as the job counts it.
+    pub async fn preview_job(
+        &self,
+        tenant: &Tenant,
+        users: &[UserId],
+        organizations: &[OrganizationId],
+        kinds: &[TaskKind],
+    ) -> Result<Vec<Vec<(TaskKind, Outcome)>>, StoreError> {
+        stream::iter(users)
+            .map(|user| async move {
+                let mut counted = HashSet::new();
+                let mut outcomes = Vec::with_capacity(kinds.len());
+                for &kind in kinds {
+                    let outcome = self
+                        .preview(tenant, user, deleter(kind), organizations, &mut counted)
+                        .await?;
+                    outcomes.push((kind, outcome));
+                }
+                Ok::<_, StoreError>(outcomes)
+            })
+            .buffer_unordered(PREVIEW_CONCURRENCY)
+            .try_collect()
+            .await
+    }
+
     /// Erases one feature of `user` within `organizations` (all when empty), to the end.
     pub async fn erase(
         &self,

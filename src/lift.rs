@@ -4,7 +4,7 @@
 //!
 //! Refused while an open job of the tenant names the user: its tasks could erase the new data.
 //! A job accepted *during* the lift is caught by looking again after the delete (DESIGN §10):
-//! acceptance (`crate::accept`) stores the job and its open-jobs entry before it writes the
+//! acceptance (`src/accept.rs`) stores the job and its open-jobs entry before it writes the
 //! tombstone, so a job whose tombstone the delete removed is already listed by then, and one
 //! listed later writes its tombstone after the delete. The steps are types, so none can be skipped: [`Lift::check`],
 //! [`Checked::delete`], [`Deleted::confirm`]; [`lift`] runs them in order.

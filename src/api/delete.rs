@@ -1,23 +1,19 @@
 //! `POST /v2/users/data/delete`: start a deletion job (`crate::accept` does the accepting),
 //! or preview one with `dryRun`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
-use futures::{stream, StreamExt, TryStreamExt};
 use http::StatusCode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::answers::{json_body, DryRun, JobStarted, Started, SUCCESS};
 use super::{Api, ApiError};
 use crate::accept::{AcceptError, Acceptance, Accepted};
 use crate::domain::ids::IdempotencyKey;
 use crate::domain::request::{DeleteRequest, InvalidRequest};
-use crate::domain::task::{Outcome, TaskKind};
+use crate::domain::task::TaskKind;
 use crate::domain::tenant::Tenant;
-use crate::features::deleter;
-
-/// Users previewed at once during a dry run.
-const PREVIEW_CONCURRENCY: usize = 16;
 
 /// A canonical hash of what the request asks, so that a retry differing only in whitespace,
 /// key order or duplicate ids still matches its `Idempotency-Key`.
@@ -30,15 +26,16 @@ fn request_hash(request: &DeleteRequest) -> String {
 }
 
 fn accepted(job: &Accepted) -> (StatusCode, Value) {
-    (
-        StatusCode::ACCEPTED,
-        json!({
-            "status": "success",
-            "message": "Data deletion process has been initiated.",
-            "data": {"jobId": job.job_id, "tasksCount": job.tasks_count},
-            "statusCode": 202,
-        }),
-    )
+    let answer = Started {
+        status: SUCCESS,
+        message: "Data deletion process has been initiated.",
+        data: JobStarted {
+            job_id: &job.job_id,
+            tasks_count: job.tasks_count,
+        },
+        status_code: 202,
+    };
+    (StatusCode::ACCEPTED, json_body(&answer))
 }
 
 impl From<AcceptError> for ApiError {
@@ -92,28 +89,9 @@ impl Api {
         request: &DeleteRequest,
     ) -> Result<(StatusCode, Value), ApiError> {
         let kinds: Vec<TaskKind> = TaskKind::for_scope(request.is_scoped()).collect();
-        // Users are previewed at once; one user's features in task order, sharing what they
-        // counted, so an entity two features reach is counted once.
-        let preview = stream::iter(request.user_ids.clone())
-            .map(|user| {
-                let data = self.data.clone();
-                let tenant = tenant.clone();
-                let organizations = request.organization_ids.clone();
-                let kinds = kinds.clone();
-                async move {
-                    let mut counted = HashSet::new();
-                    let mut outcomes = Vec::with_capacity(kinds.len());
-                    for kind in kinds {
-                        let outcome = data
-                            .preview(&tenant, &user, deleter(kind), &organizations, &mut counted)
-                            .await?;
-                        outcomes.push((kind, outcome));
-                    }
-                    Ok::<_, ApiError>(outcomes)
-                }
-            })
-            .buffer_unordered(PREVIEW_CONCURRENCY)
-            .try_collect::<Vec<Vec<(TaskKind, Outcome)>>>();
+        let preview =
+            self.data
+                .preview_job(tenant, &request.user_ids, &request.organization_ids, &kinds);
         // Bounded: what the users own decides how long counting takes, and the answer must come
         // within the api's timeout. Reads only, so stopping midway leaves nothing behind.
         let per_user = tokio::time::timeout(self.dry_run_budget, preview)
@@ -125,23 +103,21 @@ impl Api {
                         .into(),
                 ))
             })??;
-        let outcomes = per_user.into_iter().flatten();
-        let mut items: BTreeMap<&str, u64> = kinds.iter().map(|k| (k.as_str(), 0)).collect();
-        for (kind, outcome) in outcomes {
+        let mut items: BTreeMap<&'static str, u64> =
+            kinds.iter().map(|k| (k.as_str(), 0)).collect();
+        for (kind, outcome) in per_user.into_iter().flatten() {
             *items.entry(kind.as_str()).or_default() += outcome.removed + outcome.rewritten;
         }
-        Ok((
-            StatusCode::OK,
-            json!({
-                "status": "success",
-                "message": "Dry run: nothing was deleted.",
-                "data": {
-                    "dryRun": true,
-                    "tasksCount": kinds.len() * request.user_ids.len(),
-                    "items": items,
-                },
-                "statusCode": 200,
-            }),
-        ))
+        let answer = Started {
+            status: SUCCESS,
+            message: "Dry run: nothing was deleted.",
+            data: DryRun {
+                dry_run: true,
+                tasks_count: kinds.len() * request.user_ids.len(),
+                items,
+            },
+            status_code: 200,
+        };
+        Ok((StatusCode::OK, json_body(&answer)))
     }
 }

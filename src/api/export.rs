@@ -3,8 +3,9 @@
 //! request, opens and seals the page token, and shapes Velt's answer.
 
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::answers::{json_body, ExportResult, Fetched, FETCHED, SUCCESS};
 use super::page_token::{self, Scope};
 use super::{Api, ApiError};
 use crate::domain::export::parse_export;
@@ -47,14 +48,14 @@ impl Api {
             .export_page(tenant, &request.user_id, &request.organization_id, &cursors)
             .await?;
         let next_page_token = page.next.map(|next| page_token::seal(key, &scope, &next));
-        Ok((
-            StatusCode::OK,
-            json!({"result": {
-                "status": "success",
-                "message": "Data fetched successfully.",
-                "data": page.data,
-                "nextPageToken": next_page_token,
-            }}),
-        ))
+        let answer = Fetched {
+            result: ExportResult {
+                status: SUCCESS,
+                message: FETCHED,
+                data: page.data,
+                next_page_token,
+            },
+        };
+        Ok((StatusCode::OK, json_body(&answer)))
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: routing, authentication, limits, and the two endpoints. Plain `http` types
 //! in and out; `lambda` adapts them to API Gateway's events.
 
+mod answers;
 mod delete;
 mod error;
 mod export;

@@ -1,8 +1,9 @@
 //! `POST /v2/users/data/delete/status`: where a job stands, with the evidence of its tasks.
 
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::answers::{json_body, Fetched, StatusResult, FETCHED, SUCCESS};
 use super::{Api, ApiError};
 use crate::domain::request::parse_status;
 use crate::domain::tenant::Tenant;
@@ -19,13 +20,13 @@ impl Api {
             Some(job) if job.belongs_to(tenant) => job,
             _ => return Err(ApiError::NotFound("job not found")),
         };
-        Ok((
-            StatusCode::OK,
-            json!({"result": {
-                "status": "success",
-                "message": "Data fetched successfully.",
-                "data": job.status_data(),
-            }}),
-        ))
+        let answer = Fetched {
+            result: StatusResult {
+                status: SUCCESS,
+                message: FETCHED,
+                data: job.status_data(),
+            },
+        };
+        Ok((StatusCode::OK, json_body(&answer)))
     }
 }

@@ -3,40 +3,65 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::JobView;
 use crate::domain::job::JobStatus;
 
+/// The `data` of the status endpoint's answer (CONTRACT §1.2), and of the webhook's event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusReport {
+    pub is_delete_completed: bool,
+    pub tasks_left: usize,
+    pub last_task_completed_time: Option<i64>,
+    pub job_status: JobStatus,
+    pub tasks_count: usize,
+    pub tasks_failed: usize,
+    pub failed_task_ids: Vec<String>,
+    pub fully_enqueued: bool,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+    pub failure_reason: Option<String>,
+    pub items: BTreeMap<&'static str, ItemCounts>,
+}
+
+/// What one feature removed and rewritten.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ItemCounts {
+    pub removed: u64,
+    pub rewritten: u64,
+}
+
 impl JobView {
-    /// The `data` of the status endpoint's answer (CONTRACT §1.2).
-    pub fn status_data(&self) -> Value {
+    /// What the status endpoint says of this job.
+    pub fn status_data(&self) -> StatusReport {
         let progress = self.progress();
-        let items: BTreeMap<&str, Value> = self
-            .items
-            .iter()
-            .map(|(kind, o)| {
-                (
-                    kind.as_str(),
-                    json!({"removed": o.removed, "rewritten": o.rewritten}),
-                )
-            })
-            .collect();
         let mut failed = self.failed.clone();
         failed.sort();
-        json!({
-            "isDeleteCompleted": self.status == JobStatus::Completed,
-            "tasksLeft": progress.tasks_left(),
-            "lastTaskCompletedTime": self.last_task_completed_time,
-            "jobStatus": self.status.as_str(),
-            "tasksCount": self.tasks_count,
-            "tasksFailed": failed.len(),
-            "failedTaskIds": failed,
-            "fullyEnqueued": self.enqueued_at.is_some(),
-            "createdAt": self.created_at,
-            "completedAt": self.completed_at,
-            "failureReason": self.failure_reason,
-            "items": items,
-        })
+        StatusReport {
+            is_delete_completed: self.status == JobStatus::Completed,
+            tasks_left: progress.tasks_left(),
+            last_task_completed_time: self.last_task_completed_time,
+            job_status: self.status,
+            tasks_count: self.tasks_count,
+            tasks_failed: failed.len(),
+            failed_task_ids: failed,
+            fully_enqueued: self.enqueued_at.is_some(),
+            created_at: self.created_at,
+            completed_at: self.completed_at,
+            failure_reason: self.failure_reason.clone(),
+            items: self
+                .items
+                .iter()
+                .map(|(kind, o)| {
+                    let counts = ItemCounts {
+                        removed: o.removed,
+                        rewritten: o.rewritten,
+                    };
+                    (kind.as_str(), counts)
+                })
+                .collect(),
+        }
     }
 }

@@ -45,7 +45,7 @@ pub fn event_id(job_id: &JobId, status: JobStatus) -> String {
 impl Notification {
     /// The notification of `job` as it just settled (its status and `completedAt` set).
     pub fn of(job: &JobView, now_ms: i64) -> Self {
-        let mut data = job.status_data();
+        let mut data = serde_json::to_value(job.status_data()).expect("a status serializes");
         if let Value::Object(fields) = &mut data {
             fields.insert("jobId".into(), Value::String(job.job_id.to_string()));
         }
