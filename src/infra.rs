@@ -3,8 +3,8 @@
 
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
+    Projection, ProjectionType, ScalarAttributeType, TableStatus, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -89,6 +89,9 @@ pub const CONTROL_TABLE: TableSpec = TableSpec {
     indexes: &[JOBS_BY_TENANT],
 };
 
+/// How long a new table may take to become ACTIVE.
+const TABLE_ACTIVE_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Errors while creating local infrastructure.
 #[derive(Debug, thiserror::Error)]
 pub enum InfraError {
@@ -161,17 +164,46 @@ pub async fn ensure_table(
             .attribute_definitions(attribute(sort, sort_type)?)
             .global_secondary_indexes(gsi);
     }
-    let created = create.send().await;
-    match created {
-        Ok(_) => {}
+    let existed = match create.send().await {
+        Ok(_) => false,
         Err(error)
             if error
                 .as_service_error()
                 .is_some_and(|e| e.is_resource_in_use_exception()) =>
         {
-            return Ok(())
+            true
         }
         Err(error) => return Err(fail(error.into())),
+    };
+    // CreateTable returns while the table is still being made: items calls before it is
+    // ACTIVE are refused as if it did not exist (dynalite, busy, does it too).
+    let started = std::time::Instant::now();
+    loop {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| fail(e.into()))?;
+        let table = described.table();
+        let active = table.is_some_and(|t| {
+            t.table_status() == Some(&TableStatus::Active)
+                && t.global_secondary_indexes()
+                    .iter()
+                    .all(|i| i.index_status() == Some(&IndexStatus::Active))
+        });
+        if active {
+            break;
+        }
+        if started.elapsed() > TABLE_ACTIVE_WAIT {
+            return Err(fail(
+                format!("not ACTIVE after {TABLE_ACTIVE_WAIT:?}").into(),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    if existed {
+        return Ok(()); // its TTL was set when it was made
     }
     if let Some(ttl) = spec.ttl_attribute {
         let ttl = TimeToLiveSpecification::builder()
