@@ -344,15 +344,7 @@ impl Bench {
     /// Seeds a user owning `n` entities; returns how long it took.
     async fn seed_user(&self, id: &str, n: usize) -> Duration {
         let started = Instant::now();
-        let batches = user_world(ORG, id, n);
-        futures::stream::iter(batches)
-            .map(|batch| self.data.write(&self.tenant, batch))
-            .buffer_unordered(8)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<Vec<()>, _>>()
-            .expect("seed a user");
+        self.write_all(user_world(ORG, id, n), "seed a user").await;
         started.elapsed()
     }
 
@@ -369,6 +361,12 @@ impl Bench {
                     .collect()
             })
             .collect();
+        self.write_all(batches, "grow the background").await;
+        started.elapsed()
+    }
+
+    /// Writes `batches` through the write path, 8 at once.
+    async fn write_all(&self, batches: Vec<Vec<Entity>>, what: &str) {
         futures::stream::iter(batches)
             .map(|batch| self.data.write(&self.tenant, batch))
             .buffer_unordered(8)
@@ -376,8 +374,7 @@ impl Bench {
             .await
             .into_iter()
             .collect::<Result<Vec<()>, _>>()
-            .expect("grow the background");
-        started.elapsed()
+            .expect(what);
     }
 
     /// Panics unless no reference of `user` is left (not timed).

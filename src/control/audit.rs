@@ -56,13 +56,6 @@ impl ControlStore {
             format!("AUDIT#{}", audit.tenant),
             &format!("LIFT#{}#{}", audit.at, audit.user_hash),
         ));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("PutItem", e))?;
-        Ok(())
+        self.put(item).await
     }
 }

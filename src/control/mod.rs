@@ -20,7 +20,7 @@ pub use tenants::{generate_auth_token, Webhook};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use crate::dynamo::Item;
+use crate::dynamo::{DynamoError, Item};
 
 /// The control table.
 #[derive(Clone)]
@@ -49,6 +49,20 @@ fn number(item: &Item, name: &str) -> Option<i64> {
     match item.get(name) {
         Some(AttributeValue::N(n)) => n.parse().ok(),
         _ => None,
+    }
+}
+
+impl ControlStore {
+    /// Stores `item` as it is, replacing any item with its key.
+    async fn put(&self, item: Item) -> Result<(), DynamoError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("PutItem", e))?;
+        Ok(())
     }
 }
 

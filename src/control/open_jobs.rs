@@ -50,14 +50,7 @@ impl ControlStore {
             "expiresAt".into(),
             AttributeValue::N(expires_at_s.to_string()),
         );
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("PutItem", e))?;
-        Ok(())
+        self.put(item).await
     }
 
     /// Every job the index lists as open, shard by shard.

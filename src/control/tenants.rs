@@ -92,14 +92,7 @@ impl ControlStore {
         };
         let mut item: Item = serde_dynamo::to_item(&record).map_err(DynamoError::Shape)?;
         item.extend(tenant_key(api_key));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("PutItem", e))?;
-        Ok(())
+        self.put(item).await
     }
 
     /// Revokes the tenant's key; returns whether it existed.
