@@ -2,6 +2,7 @@
 //! that finish their unprocessed remainder, and paged prefix queries.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
@@ -156,24 +157,40 @@ pub async fn batch_write(
     table: &str,
     requests: Vec<WriteRequest>,
 ) -> Result<(), DynamoError> {
+    batch_write_counting(client, table, requests, &AtomicU64::new(0)).await
+}
+
+/// Writes like [`batch_write`], adding to `applied` each request as DynamoDB takes it. Every
+/// batch is sent and waited for even when another fails, so that what was applied is counted
+/// (a batch dropped in the middle of its call may or may not have been); the first error is
+/// returned after.
+pub async fn batch_write_counting(
+    client: &Client,
+    table: &str,
+    requests: Vec<WriteRequest>,
+    applied: &AtomicU64,
+) -> Result<(), DynamoError> {
     let chunks: Vec<Vec<WriteRequest>> = requests
         .chunks(WRITE_BATCH)
         .map(<[WriteRequest]>::to_vec)
         .collect();
     stream::iter(chunks)
-        .map(|chunk| write_chunk(client, table, chunk))
+        .map(|chunk| write_chunk(client, table, chunk, applied))
         .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(())
+        .collect::<Vec<Result<(), DynamoError>>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 async fn write_chunk(
     client: &Client,
     table: &str,
     mut chunk: Vec<WriteRequest>,
+    applied: &AtomicU64,
 ) -> Result<(), DynamoError> {
     for round in 0..UNPROCESSED_ROUNDS {
+        let sent = chunk.len();
         let output = client
             .batch_write_item()
             .request_items(table, chunk)
@@ -184,6 +201,7 @@ async fn write_chunk(
             .unprocessed_items
             .and_then(|mut u| u.remove(table))
             .unwrap_or_default();
+        applied.fetch_add((sent - chunk.len()) as u64, Ordering::Relaxed);
         if chunk.is_empty() {
             return Ok(());
         }
@@ -194,14 +212,16 @@ async fn write_chunk(
     })
 }
 
-/// Deletes every item at `keys` with single `DeleteItem` calls, several at once; returns how
-/// many of them existed (`ReturnValues: ALL_OLD`), so concurrent deleters count an item once.
+/// Deletes every item at `keys` with single `DeleteItem` calls, several at once, adding to
+/// `found` each that existed (`ReturnValues: ALL_OLD`), so concurrent deleters count an item
+/// once. Every delete is waited for even when another fails; the first error is returned after.
 pub async fn delete_each_counting(
     client: &Client,
     table: &str,
     keys: &[Key],
-) -> Result<u64, DynamoError> {
-    let existed: Vec<bool> = stream::iter(keys)
+    found: &AtomicU64,
+) -> Result<(), DynamoError> {
+    stream::iter(keys)
         .map(|key| async move {
             let output = client
                 .delete_item()
@@ -211,12 +231,16 @@ pub async fn delete_each_counting(
                 .send()
                 .await
                 .map_err(|e| DynamoError::call("DeleteItem", e))?;
-            Ok::<_, DynamoError>(output.attributes.is_some_and(|a| !a.is_empty()))
+            if output.attributes.is_some_and(|a| !a.is_empty()) {
+                found.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, DynamoError>(())
         })
         .buffer_unordered(DELETE_CONCURRENCY)
-        .try_collect()
-        .await?;
-    Ok(existed.into_iter().filter(|e| *e).count() as u64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// Reads the items at `keys` (missing ones are simply absent from the answer), 100 to a batch.

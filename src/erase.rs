@@ -13,6 +13,7 @@
 //! are found by one Query per annotation, once per scope, after the pages (not one per comment).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -60,6 +61,47 @@ impl Pass {
     pub fn complete(&self) -> bool {
         self.resume_at.is_none()
     }
+}
+
+/// A pass that failed, with what it had removed and rewritten before it did: every page and
+/// sweep that ended is in `done`, so the caller can record it before the pass is retried.
+#[derive(Debug, thiserror::Error)]
+#[error("erasure interrupted after removing {} and rewriting {}", done.removed, done.rewritten)]
+pub struct Interrupted {
+    pub done: Outcome,
+    #[source]
+    pub error: StoreError,
+}
+
+/// What a pass has removed and rewritten so far, added to by every write as it is applied,
+/// so that a pass that fails still tells exactly what its applied writes did.
+#[derive(Default)]
+struct Tally {
+    removed: AtomicU64,
+    rewritten: AtomicU64,
+}
+
+impl Tally {
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            removed: self.removed.load(Ordering::Relaxed),
+            rewritten: self.rewritten.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The first error of work that was all waited for (none of it dropped in the middle of a call).
+fn first_error<E>(results: impl IntoIterator<Item = Result<(), E>>) -> Result<(), E> {
+    results.into_iter().collect()
+}
+
+/// Whose erasure a pass does: one user's feature in a tenant, within a job's organizations.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    tenant: &'a Tenant,
+    user: &'a UserId,
+    deleter: &'a dyn Deleter,
+    organizations: &'a [OrganizationId],
 }
 
 /// A reference item, read; or a sweep marker, whose target is an annotation to sweep.
@@ -269,7 +311,8 @@ impl DataStore {
     ) -> Result<Outcome, StoreError> {
         let pass = self
             .erase_until(tenant, user, deleter, organizations, 0, None)
-            .await?;
+            .await
+            .map_err(|interrupted| interrupted.error)?;
         Ok(pass.outcome)
     }
 
@@ -297,8 +340,42 @@ impl DataStore {
         organizations: &[OrganizationId],
         from: usize,
         deadline: Option<Instant>,
-    ) -> Result<Pass, StoreError> {
-        let mut outcome = Outcome::default();
+    ) -> Result<Pass, Interrupted> {
+        let tally = Tally::default();
+        let scope = Scope {
+            tenant,
+            user,
+            deleter,
+            organizations,
+        };
+        match self.erase_into(&scope, from, deadline, &tally).await {
+            Ok(resume_at) => Ok(Pass {
+                outcome: tally.outcome(),
+                resume_at,
+            }),
+            Err(error) => Err(Interrupted {
+                done: tally.outcome(),
+                error,
+            }),
+        }
+    }
+
+    /// The body of [`DataStore::erase_until`]: every write adds what it did to `tally` as it
+    /// is applied, and no page or sweep is dropped in the middle, so that a pass that fails
+    /// still tells what it did.
+    async fn erase_into(
+        &self,
+        scope: &Scope<'_>,
+        from: usize,
+        deadline: Option<Instant>,
+        tally: &Tally,
+    ) -> Result<Option<usize>, StoreError> {
+        let Scope {
+            tenant,
+            user,
+            deleter,
+            organizations,
+        } = *scope;
         let mut progressed = false;
         let past_deadline =
             |progressed: bool| progressed && deadline.is_some_and(|d| Instant::now() >= d);
@@ -310,7 +387,9 @@ impl DataStore {
             {
                 // Pages are read one after another (each starts where the last ended) and dealt
                 // with several at once: their references are distinct, every write idempotent.
+                // A failure stops the reading; the pages in flight still end and are counted.
                 let mut in_flight = FuturesUnordered::new();
+                let mut failure = None;
                 let mut start = None;
                 loop {
                     if past_deadline(progressed) {
@@ -319,48 +398,54 @@ impl DataStore {
                         paused = true;
                         break;
                     }
-                    let (references, next) = self.next_references(&pk, prefix, start).await?;
+                    let (references, next) = match self.next_references(&pk, prefix, start).await {
+                        Ok(page) => page,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    };
                     progressed |= references.iter().any(|r| !r.marker);
                     if !references.is_empty() {
                         let sweeps = &sweeps;
                         in_flight.push(async move {
                             let plan = self.plan_page(user, deleter, references, false).await?;
-                            self.carry_out(tenant, user, deleter, plan, sweeps).await
+                            self.carry_out(tenant, user, deleter, plan, sweeps, tally)
+                                .await
                         });
                     }
                     while in_flight.len() >= self.tuning.pages_in_flight {
-                        if let Some(done) = in_flight.next().await {
-                            outcome += done?;
+                        if let Some(Err(error)) = in_flight.next().await {
+                            failure = failure.or(Some(error));
                         }
                     }
                     match next {
-                        Some(next) => start = Some(next),
-                        None => break,
+                        Some(next) if failure.is_none() => start = Some(next),
+                        _ => break,
                     }
                 }
-                while let Some(done) = in_flight.next().await {
-                    outcome += done?;
+                while let Some(page) = in_flight.next().await {
+                    if let Err(error) = page {
+                        failure = failure.or(Some(error));
+                    }
+                }
+                if let Some(error) = failure {
+                    return Err(error);
                 }
             }
             if paused {
-                return Ok(Pass {
-                    outcome,
-                    resume_at: Some(position),
-                });
+                return Ok(Some(position));
             }
             for chunk in sweeps.into_sorted().chunks(SWEEP_CHUNK) {
                 if past_deadline(progressed) {
-                    return Ok(Pass {
-                        outcome,
-                        resume_at: Some(position),
-                    });
+                    return Ok(Some(position));
                 }
-                let swept: Vec<u64> = stream::iter(chunk)
-                    .map(|(annotation, _)| self.sweep(tenant, annotation))
+                let swept: Vec<Result<(), StoreError>> = stream::iter(chunk)
+                    .map(|(annotation, _)| self.sweep(tenant, annotation, tally))
                     .buffer_unordered(READ_CONCURRENCY)
-                    .try_collect()
-                    .await?;
-                outcome.removed += swept.into_iter().sum::<u64>();
+                    .collect()
+                    .await;
+                first_error(swept)?;
                 // The markers go last, once their sweeps are done: in batches, not one by one.
                 let markers = chunk
                     .iter()
@@ -370,10 +455,7 @@ impl DataStore {
                 progressed = true;
             }
         }
-        Ok(Pass {
-            outcome,
-            resume_at: None,
-        })
+        Ok(None)
     }
 
     /// Counts what [`DataStore::erase`] would remove and rewrite, changing nothing.
@@ -565,9 +647,9 @@ impl DataStore {
         deleter: &dyn Deleter,
         plan: PagePlan,
         sweeps: &Sweeps,
-    ) -> Result<Outcome, StoreError> {
+        tally: &Tally,
+    ) -> Result<(), StoreError> {
         let own: HashSet<&Key> = plan.own_references.iter().collect();
-        let mut outcome = Outcome::default();
 
         // Markers first: once the user's reference to a comment is gone, its marker is what
         // leads a retry to the annotation (and the comment's reactions) left behind.
@@ -580,14 +662,14 @@ impl DataStore {
         sweeps.insert(fresh);
         sweeps.insert(plan.met);
 
-        outcome.removed += self.remove(tenant, &plan.removals, &own).await?;
+        self.remove(tenant, &plan.removals, &own, tally).await?;
 
-        let rewritten: Vec<bool> = stream::iter(&plan.rewrites)
-            .map(|(key, version)| self.rewrite(tenant, user, deleter, key.clone(), *version))
+        let rewrites: Vec<Result<(), StoreError>> = stream::iter(&plan.rewrites)
+            .map(|(key, version)| self.rewrite(tenant, user, deleter, key.clone(), *version, tally))
             .buffer_unordered(REWRITE_CONCURRENCY)
-            .try_collect()
-            .await?;
-        outcome.rewritten += rewritten.into_iter().filter(|r| *r).count() as u64;
+            .collect()
+            .await;
+        first_error(rewrites)?;
 
         let own_deletes = plan
             .own_references
@@ -595,23 +677,26 @@ impl DataStore {
             .map(dynamo::delete_request)
             .collect();
         dynamo::batch_write(&self.client, &self.table, own_deletes).await?;
-        Ok(outcome)
+        Ok(())
     }
 
-    /// Removes entities and everything under them, in the crash-safe order; returns how many
-    /// entities this call removed. References in `keep_for_last` are left for the caller.
+    /// Removes entities and everything under them, in the crash-safe order, adding to `tally`
+    /// each entity as its delete is applied. References in `keep_for_last` are left for the
+    /// caller.
     ///
-    /// An entity only one task can remove goes in a batch and is counted from the consistent
-    /// read that found it; one that two tasks can reach ([`contested`]) is deleted alone,
+    /// An entity only one task can remove goes in a batch and is counted as its batch is
+    /// applied (the consistent read found it, and the task's lease keeps any other copy from
+    /// removing it meanwhile); one that two tasks can reach ([`contested`]) is deleted alone,
     /// asking for what was there, and counted only if it was: the job's counts stay exact.
     async fn remove(
         &self,
         tenant: &Tenant,
         removals: &[Removal],
         keep_for_last: &HashSet<&Key>,
-    ) -> Result<u64, StoreError> {
+        tally: &Tally,
+    ) -> Result<(), StoreError> {
         if removals.is_empty() {
-            return Ok(0);
+            return Ok(());
         }
         let mut references = Vec::new();
         let mut children = Vec::new();
@@ -627,28 +712,37 @@ impl DataStore {
         references.retain(|r| !keep_for_last.contains(r));
         let deletes = references.iter().map(dynamo::delete_request).collect();
         dynamo::batch_write(&self.client, &self.table, deletes).await?;
-        let mut count = 0;
         for phase in [children, targets] {
             let (one_by_one, batched): (Vec<_>, Vec<_>) = phase.into_iter().partition(|(_, c)| *c);
             let one_by_one: Vec<Key> = one_by_one.into_iter().map(|(k, _)| k).collect();
-            count += batched.len() as u64;
             let deletes = batched
                 .iter()
                 .map(|(k, _)| dynamo::delete_request(k))
                 .collect();
-            let (counted, ()) = futures::try_join!(
-                dynamo::delete_each_counting(&self.client, &self.table, &one_by_one),
-                dynamo::batch_write(&self.client, &self.table, deletes),
-            )?;
-            count += counted;
+            let (counted, written) = futures::join!(
+                dynamo::delete_each_counting(
+                    &self.client,
+                    &self.table,
+                    &one_by_one,
+                    &tally.removed
+                ),
+                dynamo::batch_write_counting(&self.client, &self.table, deletes, &tally.removed),
+            );
+            counted?;
+            written?;
         }
-        Ok(count)
+        Ok(())
     }
 
     /// Sweeps one annotation whose comments a task removed: the reactions of comments that are
     /// gone, and the annotation with its views once it has no comment left (its marker is the
     /// caller's to delete, after). One consistent Query reads the annotation and what is under it.
-    async fn sweep(&self, tenant: &Tenant, annotation: &Key) -> Result<u64, StoreError> {
+    async fn sweep(
+        &self,
+        tenant: &Tenant,
+        annotation: &Key,
+        tally: &Tally,
+    ) -> Result<(), StoreError> {
         // Hash components have a fixed length, so this prefix matches only the annotation and
         // the entities under it.
         let items = dynamo::query_all(
@@ -696,12 +790,12 @@ impl DataStore {
                 })
                 .collect(),
         };
-        self.remove(tenant, &removals, &HashSet::new()).await
+        self.remove(tenant, &removals, &HashSet::new(), tally).await
     }
 
     /// Rewrites the entity at `key` as the deleter says, conditioned on the version read, so a
     /// concurrent rewrite (another user's task on the same comment) is never lost: on conflict
-    /// it reads again and decides again. Returns whether anything was rewritten.
+    /// it reads again and decides again. Adds the rewrite to `tally` once the entity is written.
     async fn rewrite(
         &self,
         tenant: &Tenant,
@@ -709,7 +803,8 @@ impl DataStore {
         deleter: &dyn Deleter,
         key: Key,
         mut version: Option<u64>,
-    ) -> Result<bool, StoreError> {
+        tally: &Tally,
+    ) -> Result<(), StoreError> {
         let mut current: Option<Entity> = None;
         for _ in 0..REWRITE_ATTEMPTS {
             let entity = match current.take() {
@@ -723,7 +818,7 @@ impl DataStore {
                     )
                     .await?;
                     let Some(item) = items.into_iter().next() else {
-                        return Ok(false);
+                        return Ok(());
                     };
                     let (_, stored) = parse_stored(item)?;
                     version = stored.version;
@@ -731,7 +826,7 @@ impl DataStore {
                 }
             };
             let Effect::Rewrite(new) = deleter.effect(&entity, user) else {
-                return Ok(false);
+                return Ok(());
             };
             let mut item = entity_item(tenant, &new)?;
             let next = version.unwrap_or(0) + 1;
@@ -750,6 +845,7 @@ impl DataStore {
             };
             match put.send().await {
                 Ok(_) => {
+                    tally.rewritten.fetch_add(1, Ordering::Relaxed);
                     let kept: HashSet<Key> = reference_keys(tenant, &new).into_iter().collect();
                     let gone: Vec<_> = reference_keys(tenant, &entity)
                         .into_iter()
@@ -757,7 +853,7 @@ impl DataStore {
                         .map(|r| dynamo::delete_request(&r))
                         .collect();
                     dynamo::batch_write(&self.client, &self.table, gone).await?;
-                    return Ok(true);
+                    return Ok(());
                 }
                 Err(error) if dynamo::is_conditional_check_failed(&error) => {
                     continue;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::receiver::Receiver;
 use common::{unique, TestEnv, API_KEY};
+use erasure::control::{ControlStore, JobView, TaskClaim};
 use erasure::domain::ids::{ApiKey, JobId};
 use erasure::domain::job::JobStatus;
 use erasure::domain::task::Outcome;
@@ -30,6 +31,29 @@ fn task_ids() -> Vec<String> {
         .collect()
 }
 
+/// Runs a task as the worker does, doing nothing: claims it, then records its success. `None`
+/// when another copy holds it or it is done (the copy is dropped), or when the record did not
+/// settle the job.
+async fn succeed(
+    control: &ControlStore,
+    job: &JobId,
+    task: &str,
+    kind: TaskKind,
+    now: i64,
+) -> Option<JobView> {
+    match control
+        .claim_task(job, task, now + 30_000, now)
+        .await
+        .unwrap()
+    {
+        TaskClaim::Granted(lease) => control
+            .record_success(job, &lease, kind, Outcome::default(), now)
+            .await
+            .unwrap(),
+        _ => None,
+    }
+}
+
 #[tokio::test]
 async fn each_settlement_is_returned_to_exactly_one_caller_even_when_two_race() {
     let env = TestEnv::new().await;
@@ -43,10 +67,7 @@ async fn each_settlement_is_returned_to_exactly_one_caller_even_when_two_race() 
                 .into_iter()
                 .find(|k| task.ends_with(k.as_str()))
                 .unwrap();
-            control
-                .record_success(&job, &task, kind, Outcome::default(), 1)
-                .await
-                .unwrap()
+            succeed(&control, &job, &task, kind, 1).await
         }
     };
     for task in first {
@@ -77,10 +98,7 @@ async fn a_partial_job_redriven_to_completed_announces_two_events() {
     let ids = task_ids();
     let (last, first) = ids.split_last().unwrap();
     for (task, kind) in first.iter().zip(TaskKind::ALL) {
-        env.control
-            .record_success(&job, task, kind, Outcome::default(), 1)
-            .await
-            .unwrap();
+        succeed(&env.control, &job, task, kind, 1).await;
     }
     let partial = env.control.record_failure(&job, last, 2).await.unwrap();
     let partial = partial.expect("the final failure settles the job partial");
@@ -90,11 +108,8 @@ async fn a_partial_job_redriven_to_completed_announces_two_events() {
         None
     );
     let kind = TaskKind::ALL[TaskKind::ALL.len() - 1];
-    let completed = env
-        .control
-        .record_success(&job, last, kind, Outcome::default(), 4)
+    let completed = succeed(&env.control, &job, last, kind, 4)
         .await
-        .unwrap()
         .expect("the redriven task completes the job");
     let (one, two) = (
         Notification::of(&partial, 0).event,

@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
+use super::leases::TaskLease;
 use super::{key, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
@@ -18,7 +19,7 @@ use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
 
-fn job_key(job_id: &JobId) -> Item {
+pub(super) fn job_key(job_id: &JobId) -> Item {
     key(format!("JOB#{job_id}"), "JOB")
 }
 
@@ -382,25 +383,27 @@ impl ControlStore {
         dynamo::applied("UpdateItem", result).map(drop)
     }
 
-    /// Records a task's success with what it removed and rewritten, once: a repeat is ignored.
-    /// A task that had been recorded as failed (then redriven) moves to the succeeded set.
+    /// Records a task's success with what it removed and rewritten, once, and gives its lease
+    /// back: a repeat, or a delivery that no longer holds the lease, is ignored. A task that had
+    /// been recorded as failed (then redriven) moves to the succeeded set.
     /// Returns the job as this call settled it, when it did (see [`ControlStore::settle`]).
     pub async fn record_success(
         &self,
         job_id: &JobId,
-        task_id: &str,
+        lease: &TaskLease,
         kind: TaskKind,
         outcome: Outcome,
         now_ms: i64,
     ) -> Result<Option<JobView>, DynamoError> {
-        let result = self
-            .update_job(job_id)
-            .update_expression(
+        let task_id = &lease.task_id;
+        let result = lease
+            .release(
+                self.update_job(job_id),
                 "SET lastTaskCompletedTime = :now, lastProgressAt = :now \
                  ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
                  DELETE failedTasks :task",
+                "attribute_exists(pk) AND NOT contains(succeededTasks, :id)",
             )
-            .condition_expression("attribute_exists(pk) AND NOT contains(succeededTasks, :id)")
             .expression_attribute_names("#removed", format!("removed_{kind}"))
             .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
@@ -417,19 +420,23 @@ impl ControlStore {
         self.settle_after(result, now_ms).await
     }
 
-    /// Adds what a paused task's pass removed and rewrote; the task goes on in a continuation.
+    /// Adds what a task's pass removed and rewrote, and gives its lease back: the task goes on
+    /// in a continuation, or in a retry if the pass failed. `false` when the lease was no
+    /// longer this delivery's (it outlived it), and nothing was added.
     pub async fn record_progress(
         &self,
         job_id: &JobId,
+        lease: &TaskLease,
         kind: TaskKind,
         outcome: Outcome,
         now_ms: i64,
-    ) -> Result<(), DynamoError> {
-        self.update_job(job_id)
-            .update_expression(
+    ) -> Result<bool, DynamoError> {
+        let result = lease
+            .release(
+                self.update_job(job_id),
                 "SET lastProgressAt = :now ADD #removed :removed, #rewritten :rewritten",
+                "attribute_exists(pk)",
             )
-            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_names("#removed", format!("removed_{kind}"))
             .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
@@ -439,9 +446,8 @@ impl ControlStore {
                 AttributeValue::N(outcome.rewritten.to_string()),
             )
             .send()
-            .await
-            .map_err(|e| DynamoError::call("UpdateItem", e))?;
-        Ok(())
+            .await;
+        dynamo::applied("UpdateItem", result)
     }
 
     /// Records a task's final failure, once, unless it has succeeded. Returns the job as this

@@ -5,6 +5,7 @@
 mod audit;
 mod idempotency;
 mod jobs;
+mod leases;
 mod open_jobs;
 mod rate_limit;
 mod report;
@@ -14,6 +15,7 @@ mod tenants;
 pub use audit::{LiftAudit, LiftOutcome, LIFT_ACTION};
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
 pub use jobs::{JobView, NewJob, SendClaim};
+pub use leases::{TaskClaim, TaskLease};
 pub use open_jobs::OpenEntry;
 pub use tenants::{generate_auth_token, Webhook};
 

@@ -12,13 +12,13 @@ use futures::future::join_all;
 use tracing::Instrument;
 
 use crate::clock::now_ms;
-use crate::control::ControlStore;
-use crate::control::JobView;
+use crate::control::{ControlStore, JobView, TaskClaim, TaskLease};
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
-use crate::domain::task::{Task, TaskMessage};
+use crate::domain::task::{Outcome, Task, TaskMessage};
 use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
+use crate::erase::{Interrupted, Pass};
 use crate::features::deleter;
 use crate::keys::fingerprint;
 use crate::metrics::{Function, Metrics};
@@ -46,6 +46,20 @@ enum TaskError {
     Dynamo(#[from] DynamoError),
     #[error("{0} reference(s) still left after erasing; will retry")]
     NotVerified(usize),
+    #[error("the task's lease ended and another delivery took it")]
+    LeaseLost,
+}
+
+/// How long a task's lease lasts from its claim or its last renewal. A copy that died blocks
+/// its task for this long at most: its retry comes back once the lease has ended.
+const LEASE_TERM: Duration = Duration::from_secs(30);
+/// How often a running task renews its lease, between pages. The pages in flight at that
+/// moment, and the clocks' skew, must fit in what is left of the term: 20 s, against pages that
+/// take tens of milliseconds and calls cut at 6 s (`aws::worker_timeouts`).
+const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+
+fn lease_end(now_ms: i64) -> i64 {
+    now_ms + LEASE_TERM.as_millis() as i64
 }
 
 /// How a task's run ended, when it did not fail.
@@ -249,6 +263,8 @@ impl Worker {
         Ok(())
     }
 
+    /// Runs one task under its lease; what it removed is recorded, with the lease given back,
+    /// however its run ends: done, paused or failed.
     async fn run_task(
         &self,
         job: &JobView,
@@ -261,39 +277,132 @@ impl Worker {
             tracing::info!("task already done; repeated delivery acknowledged");
             return Ok(TaskEnd::Done);
         }
-        let started = Instant::now();
-        let tenant = Tenant::from_stored(job.tenant.clone());
-        let deleter = deleter(task.kind);
         // A redelivery (an attempt failed or died) goes through the whole scope again: the
         // failure may have been the final check finding references in a part of the scope the
         // continuation had already passed. Finished organizations cost one empty Query each.
         let from = if receive_count > 1 { 0 } else { task.resume_at };
-        let pass = self
-            .data
-            .erase_until(
-                &tenant,
-                &task.user_id,
-                deleter,
-                &job.organization_ids,
-                from,
-                Some(deadline),
-            )
+        let now = now_ms();
+        let lease = match self
+            .control
+            .claim_task(&task.job_id, &task.task_id, lease_end(now), now)
+            .await?
+        {
+            TaskClaim::Granted(lease) => lease,
+            TaskClaim::Done | TaskClaim::Gone => {
+                tracing::info!("task already done; repeated delivery acknowledged");
+                return Ok(TaskEnd::Done);
+            }
+            TaskClaim::HeldUntil(held_until) => {
+                // Another delivery runs the task. It may have died, its lease not ended yet:
+                // this copy comes back once the lease has ended, and runs only if it must.
+                let wait = u64::try_from(held_until - now).unwrap_or(0) + 1_000;
+                tracing::info!(wait_ms = wait, "task held by another delivery; deferred");
+                return Ok(TaskEnd::Paused {
+                    at: from,
+                    delay: Duration::from_millis(wait),
+                });
+            }
+        };
+        let started = Instant::now();
+        let mut outcome = Outcome::default();
+        let end = self
+            .erase_task(job, task, &lease, from, received_ms, deadline, &mut outcome)
+            .await;
+        let now = now_ms();
+        match end {
+            Ok(TaskEnd::Done) => {
+                let recorded = self
+                    .control
+                    .record_success(&task.job_id, &lease, task.kind, outcome, now)
+                    .await;
+                let settled = match recorded {
+                    Ok(settled) => settled,
+                    Err(error) => {
+                        // Keep the counts and give the lease back, so that the retry that
+                        // records the success finds nothing left to count and no lease held.
+                        if let Err(error) = self.record_progress(task, &lease, outcome, now).await {
+                            tracing::error!(
+                                error = &error as &dyn std::error::Error,
+                                "could not record a verified run's progress"
+                            );
+                        }
+                        return Err(error.into());
+                    }
+                };
+                self.metrics
+                    .task_done(task.kind, outcome, started.elapsed());
+                self.announce(settled).await;
+                tracing::info!(
+                    removed = outcome.removed,
+                    rewritten = outcome.rewritten,
+                    "task done and verified"
+                );
+            }
+            Ok(TaskEnd::Paused { at, .. }) => {
+                self.record_progress(task, &lease, outcome, now).await?;
+                self.metrics
+                    .task_paused(task.kind, outcome, started.elapsed());
+                tracing::info!(
+                    removed = outcome.removed,
+                    rewritten = outcome.rewritten,
+                    resume_at = at,
+                    "task paused"
+                );
+            }
+            Err(_) => {
+                // What the failed run removed is recorded, or a retry, finding it gone, would
+                // never count it. The run's own error is the one to report.
+                if let Err(error) = self.record_progress(task, &lease, outcome, now).await {
+                    tracing::error!(
+                        error = &error as &dyn std::error::Error,
+                        "could not record a failed run's progress"
+                    );
+                }
+            }
+        }
+        end
+    }
+
+    async fn record_progress(
+        &self,
+        task: &Task,
+        lease: &TaskLease,
+        outcome: Outcome,
+        now: i64,
+    ) -> Result<(), DynamoError> {
+        let recorded = self
+            .control
+            .record_progress(&task.job_id, lease, task.kind, outcome, now)
             .await?;
-        let mut outcome = pass.outcome;
-        if let Some(position) = pass.resume_at {
-            self.control
-                .record_progress(&task.job_id, task.kind, outcome, now_ms())
-                .await?;
-            self.metrics
-                .task_paused(task.kind, outcome, started.elapsed());
-            tracing::info!(
+        if !recorded {
+            tracing::warn!(
                 removed = outcome.removed,
                 rewritten = outcome.rewritten,
-                resume_at = position,
-                "task paused at the deadline"
+                "the task's lease ended before its run did; its counts were not recorded"
             );
+        }
+        Ok(())
+    }
+
+    /// Erases a task's scope from position `from` and, once through it, verifies it after the
+    /// write window has closed, adding what it removes and rewrites to `outcome` as it goes.
+    #[allow(clippy::too_many_arguments)]
+    async fn erase_task(
+        &self,
+        job: &JobView,
+        task: &Task,
+        lease: &TaskLease,
+        from: usize,
+        received_ms: i64,
+        deadline: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<TaskEnd, TaskError> {
+        if let Some(at) = self
+            .erase_scope(job, task, lease, from, deadline, outcome)
+            .await?
+        {
             return Ok(TaskEnd::Paused {
-                at: position,
+                at,
                 delay: Duration::ZERO,
             });
         }
@@ -305,39 +414,94 @@ impl Worker {
         let wait = Duration::from_millis(u64::try_from(verify_at - now_ms()).unwrap_or(0));
         if !wait.is_zero() {
             if Instant::now() + wait >= deadline {
-                self.control
-                    .record_progress(&task.job_id, task.kind, outcome, now_ms())
-                    .await?;
-                self.metrics
-                    .task_paused(task.kind, outcome, started.elapsed());
                 tracing::info!("task waits for the write window in a continuation");
                 return Ok(TaskEnd::Paused { at: 0, delay: wait });
             }
             tokio::time::sleep(wait).await;
-            outcome += self
-                .data
-                .erase(&tenant, &task.user_id, deleter, &job.organization_ids)
-                .await?;
+            if let Some(at) = self
+                .erase_scope(job, task, lease, 0, deadline, outcome)
+                .await?
+            {
+                return Ok(TaskEnd::Paused {
+                    at,
+                    delay: Duration::ZERO,
+                });
+            }
         }
         let remaining = self
             .data
-            .remaining_references(&tenant, &task.user_id, deleter, &job.organization_ids)
+            .remaining_references(
+                &Tenant::from_stored(job.tenant.clone()),
+                &task.user_id,
+                deleter(task.kind),
+                &job.organization_ids,
+            )
             .await?;
         if remaining > 0 {
             return Err(TaskError::NotVerified(remaining));
         }
-        let settled = self
-            .control
-            .record_success(&task.job_id, &task.task_id, task.kind, outcome, now_ms())
-            .await?;
-        self.metrics
-            .task_done(task.kind, outcome, started.elapsed());
-        self.announce(settled).await;
-        tracing::info!(
-            removed = outcome.removed,
-            rewritten = outcome.rewritten,
-            "task done and verified"
-        );
         Ok(TaskEnd::Done)
+    }
+
+    /// Passes over the task's scope from position `from` until its end (`None`) or the
+    /// invocation's `deadline` (where to resume), renewing the lease between pages.
+    async fn erase_scope(
+        &self,
+        job: &JobView,
+        task: &Task,
+        lease: &TaskLease,
+        mut from: usize,
+        deadline: Instant,
+        outcome: &mut Outcome,
+    ) -> Result<Option<usize>, TaskError> {
+        let tenant = Tenant::from_stored(job.tenant.clone());
+        loop {
+            let renew_at = Instant::now() + LEASE_RENEWAL;
+            let pass = self
+                .data
+                .erase_until(
+                    &tenant,
+                    &task.user_id,
+                    deleter(task.kind),
+                    &job.organization_ids,
+                    from,
+                    Some(deadline.min(renew_at)),
+                )
+                .await;
+            let Some(at) = self.tally(pass, outcome)? else {
+                return Ok(None);
+            };
+            if Instant::now() >= deadline {
+                return Ok(Some(at));
+            }
+            let now = now_ms();
+            if !self
+                .control
+                .renew_task(&task.job_id, lease, lease_end(now))
+                .await?
+            {
+                return Err(TaskError::LeaseLost);
+            }
+            from = at;
+        }
+    }
+
+    /// Adds a pass's work to `outcome`, whether it ended or failed; the position to resume at
+    /// when it stopped at the deadline.
+    fn tally(
+        &self,
+        pass: Result<Pass, Interrupted>,
+        outcome: &mut Outcome,
+    ) -> Result<Option<usize>, TaskError> {
+        match pass {
+            Ok(pass) => {
+                *outcome += pass.outcome;
+                Ok(pass.resume_at)
+            }
+            Err(interrupted) => {
+                *outcome += interrupted.done;
+                Err(interrupted.error.into())
+            }
+        }
     }
 }

@@ -1,0 +1,165 @@
+//! A job's counts are exactly what it removed, however its tasks ran (DESIGN §3, "Counts that
+//! stay exact"): copies of one task running at the same moment (an SQS duplicate, a retry of a
+//! message whose continuation is running) — one copy holds the task's lease and runs it, the
+//! others come back once it has ended — and a run that fails half-way, whose retry finds gone
+//! what it removed.
+
+mod common;
+
+use common::faults::{Faults, Kind, Rule};
+use common::TestEnv;
+use erasure::store::DataStore;
+use erasure::worker::Delivery;
+use serde_json::{json, Value};
+
+/// A user with a few hundred entities of every feature, beside a bystander who keeps theirs.
+fn world() -> String {
+    let documents: Vec<Value> = (0..240)
+        .map(|i| {
+            json!({
+                "documentId": format!("d{i}"),
+                "users": [{"userId": "dup", "accessRole": "editor"},
+                          {"userId": "other", "accessRole": "viewer"}],
+                "contacts": ["dup", "other"],
+                "commentAnnotations": [{
+                    "annotationId": "a", "viewedBy": ["dup", "other"],
+                    "comments": [
+                        {"commentId": "c1", "from": "dup", "text": "{{other}} look", "to": ["other"],
+                         "reactions": [{"emoji": "👀", "userId": "other"}]},
+                        {"commentId": "c2", "from": "other", "text": "{{dup}} ok", "to": ["dup"],
+                         "reactions": [{"emoji": "👍", "userId": "dup"}]}]
+                }],
+                "reactions": [{"reactionId": "r", "emoji": "👍", "userId": "dup"}],
+            })
+        })
+        .collect();
+    json!({
+        "users": [{"userId": "dup", "name": "Dee Dup", "email": "dee@example.com"},
+                  {"userId": "other", "name": "Otto Other", "email": "otto@example.com"}],
+        "organizations": [{"organizationId": "o", "documents": documents}],
+    })
+    .to_string()
+}
+
+/// What each feature removed and rewrote, added up, as the status or the dry run reports it.
+fn per_kind(items: &Value, removed_and_rewritten: bool) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = items
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(kind, n)| {
+            let total = if removed_and_rewritten {
+                n["removed"].as_u64().unwrap() + n["rewritten"].as_u64().unwrap()
+            } else {
+                n.as_u64().unwrap()
+            };
+            (kind.clone(), total)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    counts.sort();
+    counts
+}
+
+/// The world seeded, and what a dry run of erasing "dup" counts, per feature.
+async fn seeded() -> (TestEnv, Vec<(String, u64)>) {
+    let env = TestEnv::new().await;
+    env.seed(&env.tenant(), &world()).await;
+    let (status, dry) = env
+        .post(
+            "/v2/users/data/delete",
+            r#"{"data":{"userIds":["dup"],"dryRun":true}}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{dry}");
+    let expected = per_kind(&dry["data"]["items"], false);
+    assert!(
+        expected.iter().map(|(_, n)| n).sum::<u64>() > 1_000,
+        "{expected:?}"
+    );
+    (env, expected)
+}
+
+/// The job has completed with the dry run's counts, and nothing names the user any more.
+async fn assert_completed_exactly(env: &TestEnv, job_id: &str, expected: &[(String, u64)]) {
+    let status = env.status(job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    assert_eq!(
+        per_kind(&status["items"], true),
+        expected,
+        "the job's counts against the dry run's"
+    );
+    let left: Vec<_> = env
+        .scan(&env.tables.data)
+        .await
+        .into_iter()
+        .filter(|item| format!("{item:?}").contains("\"dup\""))
+        .collect();
+    assert!(left.is_empty(), "items still name the user: {left:?}");
+}
+
+#[tokio::test]
+async fn copies_of_one_task_running_at_once_count_exactly_what_was_removed() {
+    let (env, expected) = seeded().await;
+
+    let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
+    let sent = env
+        .sqs
+        .receive_message()
+        .queue_url(&env.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(sent.len(), 1, "one user, one message");
+    let body = sent[0].body().unwrap().to_owned();
+
+    // Four copies of the message, each in an invocation of its own, all at once: three first
+    // deliveries (SQS duplicates) and one redelivery, which goes over the whole scope again.
+    let copy = |n: u32, receive_count: u32| Delivery {
+        message_id: format!("copy-{n}"),
+        body: body.clone(),
+        receive_count,
+    };
+    let failed = futures::future::join_all(
+        [copy(1, 1), copy(2, 1), copy(3, 1), copy(4, 2)]
+            .map(|delivery| env.worker.handle(vec![delivery], env.deadline())),
+    )
+    .await;
+    assert!(failed.iter().all(Vec::is_empty), "{failed:?}");
+    // The original message is still in flight; its copies' continuations are in the queue.
+    env.drain(&env.worker).await;
+
+    assert_completed_exactly(&env, &job_id, &expected).await;
+}
+
+#[tokio::test]
+async fn a_run_that_fails_half_way_keeps_the_count_of_what_it_removed() {
+    let (env, expected) = seeded().await;
+    // From the 80th on, every batch write of the erasure fails, past the SDK's retries: the
+    // passes stop with hundreds of entities gone, which their retries will not find.
+    let faults = Faults::start().await;
+    let failing = env.worker_with(DataStore::new(
+        faults.dynamodb(&env.dynamodb),
+        &env.tables.data,
+    ));
+    faults.add(Rule::new("BatchWriteItem", "", Kind::ServerError).after(80));
+    let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
+    env.deliver_once(&failing).await;
+    assert!(faults.injected() >= 3, "the fault did not stop a pass");
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "running", "{status}");
+    // Tasks that failed half-way recorded what they had removed.
+    let unfinished_counts: u64 = ["access", "comments", "contacts", "reactions", "views"]
+        .iter()
+        .map(|kind| status["items"][kind]["removed"].as_u64().unwrap())
+        .sum();
+    assert!(
+        status["tasksLeft"].as_u64().unwrap() > 0 && unfinished_counts > 0,
+        "no run failed half-way, or none recorded what it removed: {status}"
+    );
+    env.drain(&env.worker).await;
+    assert_completed_exactly(&env, &job_id, &expected).await;
+}
