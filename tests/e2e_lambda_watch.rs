@@ -229,13 +229,14 @@ async fn a_worker_killed_mid_invocation_is_replaced_and_the_job_still_completes(
     let job_id = started["data"]["jobId"].as_str().unwrap().to_owned();
 
     // Kill the worker's process while it works, three times; each time the bridge sees the
-    // invocation die, leaves the batch to come back, and starts a new process.
+    // invocation die, leaves the batch to come back, and starts a new process. The killed
+    // tasks' leases hold them for one term (30 s): their retries come back after it.
     let mut kills = 0;
-    let give_up = Instant::now() + Duration::from_secs(60);
+    let give_up = Instant::now() + Duration::from_secs(150);
     while kills < 3 && Instant::now() < give_up {
-        if stack.status(&job_id).await["jobStatus"] == "running" {
-            if let Some(pid) = stack.worker.pid() {
-                tokio::time::sleep(Duration::from_millis(150)).await;
+        if stack.status(&job_id).await["jobStatus"] == "running" && stack.worker.busy() {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            if let Some(pid) = stack.worker.pid().filter(|_| stack.worker.busy()) {
                 let killed = std::process::Command::new("kill")
                     .args(["-9", &pid.to_string()])
                     .status()

@@ -159,6 +159,11 @@ impl LocalFunction {
         Some(self.shared.pid.load(Ordering::SeqCst)).filter(|pid| *pid != 0)
     }
 
+    /// Whether an invocation is in flight in the function's process.
+    pub fn busy(&self) -> bool {
+        self.shared.slot().in_flight.is_some()
+    }
+
     /// How many invocations ended because the function's process died under them.
     pub fn crashes(&self) -> u32 {
         self.shared.crashes.load(Ordering::SeqCst)
