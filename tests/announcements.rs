@@ -22,14 +22,14 @@ use erasure::api::Api;
 use erasure::clock::now_ms;
 use erasure::config::ApiConfig;
 use erasure::control::ControlStore;
-use erasure::domain::ids::{ApiKey, JobId};
+use erasure::domain::ids::JobId;
 use erasure::infra::{self, MAX_RECEIVE_COUNT};
 use erasure::queue::TaskQueue;
 use erasure::store::DataStore;
 use erasure::sweep::{Bounds, Sweeper};
 use erasure::webhook::event::Notification;
 use erasure::webhook::queue::NotificationQueue;
-use erasure::worker::{Delivery, Worker};
+use erasure::worker::Worker;
 use serde_json::Value;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
@@ -38,14 +38,7 @@ const MINUTE_MS: i64 = 60 * 1000;
 /// A webhook queue of this test's own, and the tenant's webhook registered (nothing receives:
 /// the events are read from the queue).
 async fn webhook_queue(env: &TestEnv) -> String {
-    env.control
-        .set_webhook(
-            &ApiKey::parse(API_KEY).unwrap(),
-            "http://127.0.0.1:9/hook",
-            "whsec_test",
-        )
-        .await
-        .unwrap();
+    env.set_webhook("http://127.0.0.1:9/hook").await;
     infra::ensure_queues(&env.sqs, &unique("webhooks"), 1)
         .await
         .unwrap()
@@ -56,16 +49,7 @@ async fn webhook_queue(env: &TestEnv) -> String {
 async fn take_events(env: &TestEnv, queue_url: &str) -> Vec<String> {
     let mut ids = Vec::new();
     loop {
-        let messages = env
-            .sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
+        let messages = env.receive(queue_url).await;
         if messages.is_empty() {
             ids.sort();
             return ids;
@@ -73,13 +57,7 @@ async fn take_events(env: &TestEnv, queue_url: &str) -> Vec<String> {
         for m in messages {
             let notification: Notification = serde_json::from_str(m.body().unwrap()).unwrap();
             ids.push(notification.event.id);
-            env.sqs
-                .delete_message()
-                .queue_url(queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
+            env.delete_received(queue_url, &m).await;
         }
     }
 }
@@ -149,16 +127,7 @@ async fn a_settlement_whose_enqueue_was_lost_is_announced_by_the_sweep_once() {
 /// the job and u1's message, as the dead-letter queue would hold it.
 async fn job_whose_u1_died(env: &TestEnv) -> (String, String) {
     let job = env.start_job(r#"{"data":{"userIds":["u1","u2"]}}"#).await;
-    let messages = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let messages = env.receive(&env.queue_url).await;
     assert_eq!(messages.len(), 2);
     let mut dead = None;
     for m in &messages {
@@ -166,25 +135,10 @@ async fn job_whose_u1_died(env: &TestEnv) -> (String, String) {
         let user: Value = serde_json::from_str(&body).unwrap();
         if user["userId"] == "u1" {
             dead = Some(body);
+            env.delete_received(&env.queue_url, m).await;
         } else {
-            let delivery = Delivery {
-                message_id: m.message_id().unwrap().to_owned(),
-                body,
-                receive_count: 1,
-            };
-            assert!(env
-                .worker
-                .handle(vec![delivery], env.deadline())
-                .await
-                .is_empty());
+            env.deliver_first(m).await;
         }
-        env.sqs
-            .delete_message()
-            .queue_url(&env.queue_url)
-            .receipt_handle(m.receipt_handle().unwrap())
-            .send()
-            .await
-            .unwrap();
     }
     (job, dead.unwrap())
 }

@@ -103,16 +103,7 @@ async fn copies_of_one_task_running_at_once_count_exactly_what_was_removed() {
     let (env, expected) = seeded().await;
 
     let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
-    let sent = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.queue_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let sent = env.receive(&env.queue_url).await;
     assert_eq!(sent.len(), 1, "one user, one message");
     let body = sent[0].body().unwrap().to_owned();
 

@@ -19,7 +19,7 @@ use erasure::api::Api;
 use erasure::config::ApiConfig;
 use erasure::control::ControlStore;
 use erasure::domain::entity::{reference_key, Key};
-use erasure::domain::ids::{ApiKey, JobId, UserId};
+use erasure::domain::ids::{JobId, UserId};
 use erasure::domain::task::{plan_tasks, TaskKind};
 use erasure::infra::MAX_RECEIVE_COUNT;
 use erasure::queue::TaskQueue;
@@ -303,23 +303,11 @@ async fn the_worker_role_allows_exactly_the_calls_the_worker_makes() {
     let poison = poison_views(&env, "victim").await;
     let job = env.start_job(r#"{"data":{"userIds":["victim"]}}"#).await;
     let message = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.queue_url)
-        .send()
+        .receive(&env.queue_url)
         .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
         .pop()
         .expect("the victim's tasks are queued");
-    env.sqs
-        .delete_message()
-        .queue_url(&env.queue_url)
-        .receipt_handle(message.receipt_handle().unwrap())
-        .send()
-        .await
-        .unwrap();
+    env.delete_received(&env.queue_url, &message).await;
     let last_attempt = Delivery {
         message_id: message.message_id().unwrap().to_owned(),
         body: message.body().unwrap().to_owned(),
@@ -436,14 +424,8 @@ async fn received_notification(env: &TestEnv, job_id: &str) -> WebhookDelivery {
         .await
         .unwrap();
     let message = env
-        .sqs
-        .receive_message()
-        .queue_url(webhook_queue_url(env))
-        .send()
+        .receive(&webhook_queue_url(env))
         .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
         .pop()
         .expect("the notification is queued");
     WebhookDelivery {
@@ -459,14 +441,7 @@ async fn the_notifier_role_allows_exactly_the_calls_the_notifier_makes() {
     let env = TestEnv::new().await;
     ensure_webhook_queue(&env).await;
     let receiver = Receiver::start(1).await;
-    env.control
-        .set_webhook(
-            &ApiKey::parse(API_KEY).unwrap(),
-            &receiver.url,
-            "whsec_test",
-        )
-        .await
-        .unwrap();
+    env.set_webhook(&receiver.url).await;
     let recorder = Recorder::default();
     let notifier = Notifier::new(
         ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
@@ -522,14 +497,7 @@ fn string_like_patterns_match_as_iam_matches_them() {
 async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
     let env = TestEnv::new().await;
     ensure_webhook_queue(&env).await;
-    env.control
-        .set_webhook(
-            &ApiKey::parse(API_KEY).unwrap(),
-            "http://127.0.0.1:9/hook",
-            "whsec_test",
-        )
-        .await
-        .unwrap();
+    env.set_webhook("http://127.0.0.1:9/hook").await;
     // A job that will stall (its tasks never run), one never fully enqueued, one completed
     // (by a worker that does not announce: the sweep does).
     let stalled = env.start_job(r#"{"data":{"userIds":["s1"]}}"#).await;

@@ -173,23 +173,7 @@ async fn a_task_that_fails_on_every_attempt_ends_the_job_partial_until_its_dead_
 
     // Once the cause is fixed, redriving the dead letter completes the job.
     env.delete_data_item(&poison).await;
-    let dead = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.dlq_url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    assert_eq!(dead.len(), 1);
-    env.sqs
-        .send_message()
-        .queue_url(&env.queue_url)
-        .message_body(dead[0].body().unwrap())
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(env.redrive().await, 1);
     env.drain(&env.worker).await;
     let status = env.status(&job_id).await;
     assert_eq!(status["jobStatus"], "completed", "{status}");

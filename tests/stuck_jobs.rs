@@ -8,7 +8,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_sqs::types::MessageSystemAttributeName;
 use common::faults::{Faults, Kind, Rule};
 use common::{key_of, request_to, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
@@ -21,7 +20,7 @@ use erasure::queue::TaskQueue;
 use erasure::store::DataStore;
 use erasure::sweep::{Bounds, Sweeper, NOT_ENQUEUED_REASON};
 use erasure::webhook::queue::NotificationQueue;
-use erasure::worker::{Delivery, Worker};
+use erasure::worker::Worker;
 use serde_json::Value;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
@@ -110,39 +109,11 @@ async fn open_entries(env: &TestEnv) -> usize {
 /// moved it to the dead-letter queue.
 async fn deliver_while_others_die(env: &TestEnv, alive: &[&str]) {
     for _ in 0..40 {
-        let received = env
-            .sqs
-            .receive_message()
-            .queue_url(&env.queue_url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap()
-            .messages
-            .unwrap_or_default();
-        for m in &received {
+        for m in &env.receive(&env.queue_url).await {
             let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-            if !alive.contains(&body["userId"].as_str().unwrap()) {
-                continue; // died: no answer, no delete
-            }
-            let delivery = Delivery {
-                message_id: m.message_id().unwrap().to_owned(),
-                body: m.body().unwrap().to_owned(),
-                receive_count: 1,
-            };
-            assert!(env
-                .worker
-                .handle(vec![delivery], env.deadline())
-                .await
-                .is_empty());
-            env.sqs
-                .delete_message()
-                .queue_url(&env.queue_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
+            if alive.contains(&body["userId"].as_str().unwrap()) {
+                env.deliver_first(m).await;
+            } // else died: no answer, no delete
         }
         if env.queue_depth(&env.queue_url).await == 0 {
             return;
@@ -150,29 +121,6 @@ async fn deliver_while_others_die(env: &TestEnv, alive: &[&str]) {
         tokio::time::sleep(Duration::from_millis(1100)).await;
     }
     panic!("the dying messages never reached the dead-letter queue");
-}
-
-async fn redrive(env: &TestEnv) {
-    let dead = env
-        .sqs
-        .receive_message()
-        .queue_url(&env.dlq_url)
-        .max_number_of_messages(10)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
-    assert!(!dead.is_empty());
-    for m in dead {
-        env.sqs
-            .send_message()
-            .queue_url(&env.queue_url)
-            .message_body(m.body().unwrap())
-            .send()
-            .await
-            .unwrap();
-    }
 }
 
 #[tokio::test]
@@ -216,7 +164,7 @@ async fn a_job_whose_last_attempts_all_died_ends_partial_naming_its_tasks_and_a_
         "a settled job leaves the index"
     );
 
-    redrive(&env).await;
+    assert!(env.redrive().await > 0);
     env.drain(&env.worker).await;
     let status = env.status(&job_id).await;
     assert_eq!(status["jobStatus"], "completed", "{status}");

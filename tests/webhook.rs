@@ -149,17 +149,7 @@ async fn delivery(env: &TestEnv, queue_url: &str) -> WebhookDelivery {
         .unwrap();
     let queue = NotificationQueue::new(env.sqs.clone(), queue_url);
     queue.send(&Notification::of(&job, 0)).await.unwrap();
-    let message = env
-        .sqs
-        .receive_message()
-        .queue_url(queue_url)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
-        .pop()
-        .unwrap();
+    let message = env.receive(queue_url).await.pop().unwrap();
     WebhookDelivery {
         message_id: message.message_id().unwrap().to_owned(),
         receipt_handle: message.receipt_handle().unwrap().to_owned(),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
 use erasure::control::ControlStore;
@@ -208,16 +208,7 @@ impl TestEnv {
     /// Does one round of what Lambda's event source mapping does: receive a batch, run the
     /// worker, delete what succeeded. Returns the number of messages received.
     pub async fn deliver_once(&self, worker: &Worker) -> usize {
-        let received = self
-            .sqs
-            .receive_message()
-            .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
-            .message_system_attribute_names(MessageSystemAttributeName::All)
-            .send()
-            .await
-            .unwrap();
-        let messages = received.messages.unwrap_or_default();
+        let messages = self.receive(&self.queue_url).await;
         let deliveries: Vec<Delivery> = messages
             .iter()
             .map(|m| Delivery {
@@ -233,16 +224,75 @@ impl TestEnv {
         let failed = worker.handle(deliveries, self.deadline()).await;
         for m in &messages {
             if !failed.iter().any(|f| Some(f.as_str()) == m.message_id()) {
-                self.sqs
-                    .delete_message()
-                    .queue_url(&self.queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
+                self.delete_received(&self.queue_url, m).await;
             }
         }
         messages.len()
+    }
+
+    /// Up to 10 messages of the queue at `url`, received with their system attributes.
+    pub async fn receive(&self, url: &str) -> Vec<Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+    }
+
+    /// Runs a task message through the worker as its first delivery, which must succeed, and
+    /// deletes it from the task queue, as the event source does.
+    pub async fn deliver_first(&self, message: &Message) {
+        let delivery = Delivery {
+            message_id: message.message_id().unwrap().to_owned(),
+            body: message.body().unwrap().to_owned(),
+            receive_count: 1,
+        };
+        assert!(self
+            .worker
+            .handle(vec![delivery], self.deadline())
+            .await
+            .is_empty());
+        self.delete_received(&self.queue_url, message).await;
+    }
+
+    /// Deletes a message received from the queue at `url`.
+    pub async fn delete_received(&self, url: &str, message: &Message) {
+        self.sqs
+            .delete_message()
+            .queue_url(url)
+            .receipt_handle(message.receipt_handle().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Sends every message of the dead-letter queue back to the task queue, as an operator's
+    /// redrive does; returns how many.
+    pub async fn redrive(&self) -> usize {
+        let dead = self.receive(&self.dlq_url).await;
+        for m in &dead {
+            self.sqs
+                .send_message()
+                .queue_url(&self.queue_url)
+                .message_body(m.body().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+        dead.len()
+    }
+
+    /// Registers `url` as the tenant's webhook, with the test secret `whsec_test`.
+    pub async fn set_webhook(&self, url: &str) {
+        self.control
+            .set_webhook(&ApiKey::parse(API_KEY).unwrap(), url, "whsec_test")
+            .await
+            .unwrap();
     }
 
     /// The deadline the worker is given: far away, unless a test shortened it.
