@@ -230,7 +230,7 @@ impl JobView {
 
 impl ControlStore {
     /// An update of the job's record.
-    fn update_job(&self, job_id: &JobId) -> UpdateItemFluentBuilder {
+    pub(super) fn update_job(&self, job_id: &JobId) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)

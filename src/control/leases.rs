@@ -83,10 +83,7 @@ impl ControlStore {
                 holder: format!("{:016x}", rand::random::<u64>()),
             };
             let result = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .set_key(Some(job_key(job_id)))
+                .update_job(job_id)
                 .update_expression("SET #holder = :holder, #until = :until")
                 // A retried attempt of this same claim (its first answer lost) finds the lease
                 // its own: the claim is idempotent.
@@ -135,14 +132,7 @@ impl ControlStore {
     /// Gives a lease back without recording anything; a no-op unless this delivery holds it.
     async fn give_back(&self, job_id: &JobId, lease: &TaskLease) -> Result<bool, DynamoError> {
         let result = lease
-            .release(
-                self.client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(job_key(job_id))),
-                "",
-                "attribute_exists(pk)",
-            )
+            .release(self.update_job(job_id), "", "attribute_exists(pk)")
             .send()
             .await;
         dynamo::applied("UpdateItem", result)
@@ -158,10 +148,7 @@ impl ControlStore {
     ) -> Result<bool, DynamoError> {
         let (holder_name, until_name) = lease_names(&lease.task_id);
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
+            .update_job(job_id)
             .update_expression("SET #until = :until")
             .condition_expression("#holder = :holder")
             .expression_attribute_names("#holder", holder_name)

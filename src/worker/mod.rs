@@ -62,6 +62,18 @@ fn lease_end(now_ms: i64) -> i64 {
     now_ms + LEASE_TERM.as_millis() as i64
 }
 
+/// One run of a task under its lease: what its passes need.
+struct Run<'a> {
+    job: &'a JobView,
+    task: &'a Task,
+    tenant: Tenant,
+    lease: &'a TaskLease,
+    /// When the delivery was received (epoch ms).
+    received_ms: i64,
+    /// When the run pauses, between pages.
+    deadline: Instant,
+}
+
 /// How a task's run ended, when it did not fail.
 enum TaskEnd {
     Done,
@@ -288,8 +300,12 @@ impl Worker {
             .await?
         {
             TaskClaim::Granted(lease) => lease,
-            TaskClaim::Done | TaskClaim::Gone => {
+            TaskClaim::Done => {
                 tracing::info!("task already done; repeated delivery acknowledged");
+                return Ok(TaskEnd::Done);
+            }
+            TaskClaim::Gone => {
+                tracing::warn!("tasks of a job that has expired dropped");
                 return Ok(TaskEnd::Done);
             }
             TaskClaim::HeldUntil(held_until) => {
@@ -304,10 +320,16 @@ impl Worker {
             }
         };
         let started = Instant::now();
+        let run = Run {
+            job,
+            task,
+            tenant: Tenant::from_stored(job.tenant.clone()),
+            lease: &lease,
+            received_ms,
+            deadline,
+        };
         let mut outcome = Outcome::default();
-        let end = self
-            .erase_task(job, task, &lease, from, received_ms, deadline, &mut outcome)
-            .await;
+        let end = self.erase_task(&run, from, &mut outcome).await;
         let now = now_ms();
         match end {
             Ok(TaskEnd::Done) => {
@@ -386,55 +408,42 @@ impl Worker {
 
     /// Erases a task's scope from position `from` and, once through it, verifies it after the
     /// write window has closed, adding what it removes and rewrites to `outcome` as it goes.
-    #[allow(clippy::too_many_arguments)]
     async fn erase_task(
         &self,
-        job: &JobView,
-        task: &Task,
-        lease: &TaskLease,
+        run: &Run<'_>,
         from: usize,
-        received_ms: i64,
-        deadline: Instant,
         outcome: &mut Outcome,
     ) -> Result<TaskEnd, TaskError> {
-        if let Some(at) = self
-            .erase_scope(job, task, lease, from, deadline, outcome)
-            .await?
-        {
-            return Ok(TaskEnd::Paused {
-                at,
-                delay: Duration::ZERO,
-            });
+        let paused_at = |at| TaskEnd::Paused {
+            at,
+            delay: Duration::ZERO,
+        };
+        if let Some(at) = self.erase_scope(run, from, outcome).await? {
+            return Ok(paused_at(at));
         }
         // A writer that checked the tombstone just before it was written lands within the
         // write window of its check: look once more after the window has closed.
         let window = self.data.write_window();
-        let verify_at =
-            tombstones_written_by(job, received_ms) + window.verify_after.as_millis() as i64;
+        let verify_at = tombstones_written_by(run.job, run.received_ms)
+            + window.verify_after.as_millis() as i64;
         let wait = Duration::from_millis(u64::try_from(verify_at - now_ms()).unwrap_or(0));
         if !wait.is_zero() {
-            if Instant::now() + wait >= deadline {
+            if Instant::now() + wait >= run.deadline {
                 tracing::info!("task waits for the write window in a continuation");
                 return Ok(TaskEnd::Paused { at: 0, delay: wait });
             }
             tokio::time::sleep(wait).await;
-            if let Some(at) = self
-                .erase_scope(job, task, lease, 0, deadline, outcome)
-                .await?
-            {
-                return Ok(TaskEnd::Paused {
-                    at,
-                    delay: Duration::ZERO,
-                });
+            if let Some(at) = self.erase_scope(run, 0, outcome).await? {
+                return Ok(paused_at(at));
             }
         }
         let remaining = self
             .data
             .remaining_references(
-                &Tenant::from_stored(job.tenant.clone()),
-                &task.user_id,
-                deleter(task.kind),
-                &job.organization_ids,
+                &run.tenant,
+                &run.task.user_id,
+                deleter(run.task.kind),
+                &run.job.organization_ids,
             )
             .await?;
         if remaining > 0 {
@@ -444,40 +453,36 @@ impl Worker {
     }
 
     /// Passes over the task's scope from position `from` until its end (`None`) or the
-    /// invocation's `deadline` (where to resume), renewing the lease between pages.
+    /// invocation's deadline (where to resume), renewing the lease between pages.
     async fn erase_scope(
         &self,
-        job: &JobView,
-        task: &Task,
-        lease: &TaskLease,
+        run: &Run<'_>,
         mut from: usize,
-        deadline: Instant,
         outcome: &mut Outcome,
     ) -> Result<Option<usize>, TaskError> {
-        let tenant = Tenant::from_stored(job.tenant.clone());
         loop {
             let renew_at = Instant::now() + LEASE_RENEWAL;
             let pass = self
                 .data
                 .erase_until(
-                    &tenant,
-                    &task.user_id,
-                    deleter(task.kind),
-                    &job.organization_ids,
+                    &run.tenant,
+                    &run.task.user_id,
+                    deleter(run.task.kind),
+                    &run.job.organization_ids,
                     from,
-                    Some(deadline.min(renew_at)),
+                    Some(run.deadline.min(renew_at)),
                 )
                 .await;
-            let Some(at) = self.tally(pass, outcome)? else {
+            let Some(at) = add_pass(pass, outcome)? else {
                 return Ok(None);
             };
-            if Instant::now() >= deadline {
+            if Instant::now() >= run.deadline {
                 return Ok(Some(at));
             }
             let now = now_ms();
             if !self
                 .control
-                .renew_task(&task.job_id, lease, lease_end(now))
+                .renew_task(&run.task.job_id, run.lease, lease_end(now))
                 .await?
             {
                 return Err(TaskError::LeaseLost);
@@ -485,23 +490,22 @@ impl Worker {
             from = at;
         }
     }
+}
 
-    /// Adds a pass's work to `outcome`, whether it ended or failed; the position to resume at
-    /// when it stopped at the deadline.
-    fn tally(
-        &self,
-        pass: Result<Pass, Interrupted>,
-        outcome: &mut Outcome,
-    ) -> Result<Option<usize>, TaskError> {
-        match pass {
-            Ok(pass) => {
-                *outcome += pass.outcome;
-                Ok(pass.resume_at)
-            }
-            Err(interrupted) => {
-                *outcome += interrupted.done;
-                Err(interrupted.error.into())
-            }
+/// Adds a pass's work to `outcome`, whether it ended or failed; the position to resume at
+/// when it stopped at its deadline.
+fn add_pass(
+    pass: Result<Pass, Interrupted>,
+    outcome: &mut Outcome,
+) -> Result<Option<usize>, TaskError> {
+    match pass {
+        Ok(pass) => {
+            *outcome += pass.outcome;
+            Ok(pass.resume_at)
+        }
+        Err(interrupted) => {
+            *outcome += interrupted.done;
+            Err(interrupted.error.into())
         }
     }
 }
