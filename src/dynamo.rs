@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{BuildError, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, DeleteRequest, KeysAndAttributes, PutRequest, ReturnValue, WriteRequest,
 };
@@ -342,6 +343,25 @@ pub async fn query_prefix(
         items: output.items.unwrap_or_default(),
         next: output.last_evaluated_key.filter(|k| !k.is_empty()),
     })
+}
+
+/// Every item `query` finds, page after page.
+pub async fn query_pages(query: QueryFluentBuilder) -> Result<Vec<Item>, DynamoError> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let page = query
+            .clone()
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("Query", e))?;
+        items.extend(page.items.unwrap_or_default());
+        match page.last_evaluated_key {
+            Some(key) if !key.is_empty() => start = Some(key),
+            _ => return Ok(items),
+        }
+    }
 }
 
 /// Every item of `pk` whose sort key starts with `prefix`.

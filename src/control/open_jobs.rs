@@ -57,32 +57,21 @@ impl ControlStore {
     pub async fn open_jobs(&self) -> Result<Vec<OpenEntry>, DynamoError> {
         let mut entries = Vec::new();
         for shard in 0..SHARDS {
-            let mut start = None;
-            loop {
-                let page = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", AttributeValue::S(shard_pk(shard)))
-                    // Consistent: lifting a tombstone relies on seeing every job accepted
-                    // before it looked (the `lift` module).
-                    .consistent_read(true)
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| DynamoError::call("Query", e))?;
-                entries.extend(page.items().iter().filter_map(|item| {
-                    Some(OpenEntry {
-                        job_id: JobId::parse(&string(item, "jobId")?).ok()?,
-                        opened_at: number(item, "openedAt")?,
-                    })
-                }));
-                match page.last_evaluated_key {
-                    Some(key) if !key.is_empty() => start = Some(key),
-                    _ => break,
-                }
-            }
+            let query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(shard_pk(shard)))
+                // Consistent: lifting a tombstone relies on seeing every job accepted before
+                // it looked (the `lift` module).
+                .consistent_read(true);
+            entries.extend(dynamo::query_pages(query).await?.iter().filter_map(|item| {
+                Some(OpenEntry {
+                    job_id: JobId::parse(&string(item, "jobId")?).ok()?,
+                    opened_at: number(item, "openedAt")?,
+                })
+            }));
         }
         Ok(entries)
     }

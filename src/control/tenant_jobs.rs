@@ -8,7 +8,7 @@ use futures::{stream, StreamExt, TryStreamExt};
 use super::{string, ControlStore, JobView};
 use crate::domain::ids::JobId;
 use crate::domain::tenant::Tenant;
-use crate::dynamo::DynamoError;
+use crate::dynamo::{self, DynamoError};
 use crate::infra::JOBS_BY_TENANT;
 
 /// Jobs read at once.
@@ -23,35 +23,23 @@ impl ControlStore {
     ) -> Result<Vec<JobView>, DynamoError> {
         let (partition, _) = JOBS_BY_TENANT.partition_key;
         let (sort, _) = JOBS_BY_TENANT.sort_key;
-        let mut ids = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(JOBS_BY_TENANT.name)
-                .key_condition_expression("#tenant = :tenant AND #created >= :since")
-                .expression_attribute_names("#tenant", partition)
-                .expression_attribute_names("#created", sort)
-                .expression_attribute_values(":tenant", AttributeValue::S(tenant.as_str().into()))
-                .expression_attribute_values(":since", AttributeValue::N(since_ms.to_string()))
-                .scan_index_forward(false)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| DynamoError::call("Query", e))?;
-            // Job items are keyed `JOB#<jobId>`; the index holds nothing else.
-            ids.extend(
-                page.items().iter().filter_map(|item| {
-                    JobId::parse(string(item, "pk")?.strip_prefix("JOB#")?).ok()
-                }),
-            );
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(JOBS_BY_TENANT.name)
+            .key_condition_expression("#tenant = :tenant AND #created >= :since")
+            .expression_attribute_names("#tenant", partition)
+            .expression_attribute_names("#created", sort)
+            .expression_attribute_values(":tenant", AttributeValue::S(tenant.as_str().into()))
+            .expression_attribute_values(":since", AttributeValue::N(since_ms.to_string()))
+            .scan_index_forward(false);
+        // Job items are keyed `JOB#<jobId>`; the index holds nothing else.
+        let ids: Vec<JobId> = dynamo::query_pages(query)
+            .await?
+            .iter()
+            .filter_map(|item| JobId::parse(string(item, "pk")?.strip_prefix("JOB#")?).ok())
+            .collect();
         // `buffered` keeps the index's order; a job expired since is left out.
         stream::iter(ids)
             .map(|id| async move { self.get_job(&id).await })
