@@ -2,14 +2,18 @@
 //! stay exact"): copies of one task running at the same moment (an SQS duplicate, a retry of a
 //! message whose continuation is running) — one copy holds the task's lease and runs it, the
 //! others come back once it has ended — and a run that fails half-way, whose retry finds gone
-//! what it removed.
+//! what it removed. A run that dies (killed, out of time) loses the count of what it did since
+//! its last checkpoint, and never counts anything twice.
 
 mod common;
 
+use std::time::Duration;
+
 use common::faults::{Faults, Kind, Rule};
 use common::TestEnv;
+use erasure::domain::ids::JobId;
 use erasure::store::DataStore;
-use erasure::worker::Delivery;
+use erasure::worker::{Delivery, LeaseTiming};
 use serde_json::{json, Value};
 
 /// A user with a few hundred entities of every feature, beside a bystander who keeps theirs.
@@ -152,5 +156,113 @@ async fn a_run_that_fails_half_way_keeps_the_count_of_what_it_removed() {
         "no run failed half-way, or none recorded what it removed: {status}"
     );
     env.drain(&env.worker).await;
+    assert_completed_exactly(&env, &job_id, &expected).await;
+}
+
+#[tokio::test]
+async fn a_run_that_dies_keeps_the_counts_of_its_checkpoints_and_counts_nothing_twice() {
+    let (env, expected) = seeded().await;
+    // Leases renewed every 20 ms, each renewal a checkpoint of the run's counts; a lease ends
+    // 1 s after its last renewal, so the killed run's retry need not wait long.
+    let worker = env.worker.clone().with_lease_timing(LeaseTiming {
+        term: Duration::from_secs(1),
+        renewal: Duration::from_millis(20),
+    });
+    let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
+    let sent = env.receive(&env.queue_url).await;
+    assert_eq!(sent.len(), 1, "one user, one message");
+    let delivery = Delivery {
+        message_id: "killed".into(),
+        body: sent[0].body().unwrap().to_owned(),
+        receive_count: 1,
+    };
+    let run = worker.handle(vec![delivery], env.deadline());
+
+    // The invocation dies the moment a task that has not ended has counts on the job: its
+    // checkpoints recorded them while it ran.
+    let id = JobId::parse(&job_id).unwrap();
+    let counted_while_running = async {
+        loop {
+            let job = env.control.get_job(&id).await.unwrap().unwrap();
+            let running = job.items.iter().find(|(kind, outcome)| {
+                let ended = job
+                    .succeeded
+                    .iter()
+                    .any(|t| t.ends_with(&format!(".{kind}")));
+                !ended && outcome.removed + outcome.rewritten > 0
+            });
+            if let Some((kind, outcome)) = running {
+                return (*kind, *outcome);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    };
+    // Whichever ends first: the run is dropped mid-flight when the counts show up.
+    let counted_while_running = tokio::select! {
+        failed = run => panic!(
+            "the run ended ({failed:?}) and no task had counts on the job before it did"
+        ),
+        counted = counted_while_running => counted,
+    };
+    eprintln!("killed while {counted_while_running:?} was counted and running");
+
+    // Its message comes back after the visibility timeout, and runs once the leases end.
+    env.drain(&worker).await;
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    let counted = per_kind(&status["items"], true);
+    let (mut lost, mut total) = (0, 0);
+    for (kind, want) in &expected {
+        let got = counted
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, n)| *n);
+        assert!(
+            got <= *want,
+            "{kind}: counted {got}, more than the {want} removed"
+        );
+        lost += want - got;
+        total += want;
+    }
+    eprintln!("counts lost with the killed run: {lost} of {total}");
+    let (kind, at_kill) = counted_while_running;
+    let kept = counted
+        .iter()
+        .find(|(k, _)| *k == kind.to_string())
+        .map_or(0, |(_, n)| *n);
+    assert!(
+        kept >= at_kill.removed + at_kill.rewritten,
+        "{kind}: the checkpoints' counts were not kept ({kept})"
+    );
+    let left: Vec<_> = env
+        .scan(&env.tables.data)
+        .await
+        .into_iter()
+        .filter(|item| format!("{item:?}").contains("\"dup\""))
+        .collect();
+    assert!(left.is_empty(), "items still name the user: {left:?}");
+}
+
+#[tokio::test]
+async fn a_checkpoint_whose_answer_is_lost_is_counted_once() {
+    let (env, expected) = seeded().await;
+    // The first checkpoint is applied and its answer lost, and so is the answer to the SDK's
+    // first retry: the second retry finds the checkpoint's number already moved on, and must
+    // neither count it again nor take the lease for lost.
+    let faults = Faults::start().await;
+    faults.add(Rule::new("UpdateItem", ":next", Kind::LostAnswer).times(2));
+    let worker = erasure::worker::Worker::new(
+        erasure::control::ControlStore::new(faults.dynamodb(&env.dynamodb), &env.tables.control),
+        env.data.clone(),
+        erasure::queue::TaskQueue::new(env.sqs.clone(), &env.queue_url),
+        erasure::infra::MAX_RECEIVE_COUNT,
+    )
+    .with_lease_timing(LeaseTiming {
+        term: Duration::from_secs(1),
+        renewal: Duration::from_millis(20),
+    });
+    let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
+    env.drain(&worker).await;
+    assert_eq!(faults.injected(), 2, "a checkpoint's answers were lost");
     assert_completed_exactly(&env, &job_id, &expected).await;
 }

@@ -7,6 +7,11 @@
 //! lease back in one update, conditioned on still holding it. A lease ends by itself at
 //! `until`, which the holder moves on between pages while it works, so a copy that died blocks
 //! the task for one lease term at most.
+//!
+//! Each renewal is also a *checkpoint*: it adds what the run removed and rewrote since the last
+//! one to the job's counts, in the same conditional update, numbered so that a repeat of it (an
+//! answer lost and the call retried) is recognised and never counted twice. A run that dies
+//! loses the count of what it did since its last checkpoint, not of the whole run.
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -14,6 +19,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::jobs::job_key;
 use super::ControlStore;
 use crate::domain::ids::JobId;
+use crate::domain::task::{Outcome, TaskKind};
 use crate::dynamo::{self, DynamoError};
 
 /// A delivery's hold on one task of a job.
@@ -22,6 +28,8 @@ pub struct TaskLease {
     pub task_id: String,
     /// A random id per claim: two copies of one task never hold the same lease.
     holder: String,
+    /// The checkpoints this lease has recorded on the job item.
+    checkpoints: u32,
 }
 
 /// What a claim on a task found.
@@ -37,30 +45,55 @@ pub enum TaskClaim {
     Gone,
 }
 
-/// The job item's attributes holding a task's lease: its holder and its end.
-fn lease_names(task_id: &str) -> (String, String) {
-    (format!("lease_{task_id}"), format!("leaseUntil_{task_id}"))
+/// The job item's attributes holding a task's lease: its holder, its end and the number of its
+/// last checkpoint.
+struct LeaseNames {
+    holder: String,
+    until: String,
+    checkpoint: String,
+}
+
+impl LeaseNames {
+    fn of(task_id: &str) -> Self {
+        Self {
+            holder: format!("lease_{task_id}"),
+            until: format!("leaseUntil_{task_id}"),
+            checkpoint: format!("leaseCheckpoint_{task_id}"),
+        }
+    }
 }
 
 impl TaskLease {
-    /// Adds to `update` the condition that this lease is still held and the removal of it.
+    /// Adds to `update` the condition that this lease is still held, with no checkpoint
+    /// recorded that this delivery does not know of, and the removal of it.
     /// `update_expression` is the rest of the update (without a `REMOVE` clause) and
     /// `condition` the rest of its condition.
+    ///
+    /// A checkpoint whose outcome is unknown (its call failed past the retries) makes this
+    /// refuse rather than count the checkpoint's work a second time.
     pub(super) fn release(
         &self,
         update: UpdateItemFluentBuilder,
         update_expression: &str,
         condition: &str,
     ) -> UpdateItemFluentBuilder {
-        let (holder, until) = lease_names(&self.task_id);
+        let names = LeaseNames::of(&self.task_id);
         update
             .update_expression(format!(
-                "{update_expression} REMOVE #leaseHolder, #leaseUntil"
+                "{update_expression} REMOVE #leaseHolder, #leaseUntil, #leaseCheckpoint"
             ))
-            .condition_expression(format!("{condition} AND #leaseHolder = :leaseHolder"))
-            .expression_attribute_names("#leaseHolder", holder)
-            .expression_attribute_names("#leaseUntil", until)
+            .condition_expression(format!(
+                "{condition} AND #leaseHolder = :leaseHolder \
+                 AND #leaseCheckpoint = :leaseCheckpoint"
+            ))
+            .expression_attribute_names("#leaseHolder", names.holder)
+            .expression_attribute_names("#leaseUntil", names.until)
+            .expression_attribute_names("#leaseCheckpoint", names.checkpoint)
             .expression_attribute_values(":leaseHolder", AttributeValue::S(self.holder.clone()))
+            .expression_attribute_values(
+                ":leaseCheckpoint",
+                AttributeValue::N(self.checkpoints.to_string()),
+            )
     }
 }
 
@@ -74,27 +107,30 @@ impl ControlStore {
         until_ms: i64,
         now_ms: i64,
     ) -> Result<TaskClaim, DynamoError> {
-        let (holder_name, until_name) = lease_names(task_id);
+        let names = LeaseNames::of(task_id);
         // Two rounds: a lease that ends between the refused update and the read is taken on
         // the second; one that is taken again meanwhile is someone else's.
         for _ in 0..2 {
             let lease = TaskLease {
                 task_id: task_id.to_owned(),
                 holder: format!("{:016x}", rand::random::<u64>()),
+                checkpoints: 0,
             };
             let result = self
                 .update_job(job_id)
-                .update_expression("SET #holder = :holder, #until = :until")
+                .update_expression("SET #holder = :holder, #until = :until, #checkpoint = :zero")
                 // A retried attempt of this same claim (its first answer lost) finds the lease
                 // its own: the claim is idempotent.
                 .condition_expression(
                     "attribute_exists(pk) AND NOT contains(succeededTasks, :id) \
                      AND (attribute_not_exists(#until) OR #until < :now OR #holder = :holder)",
                 )
-                .expression_attribute_names("#holder", &holder_name)
-                .expression_attribute_names("#until", &until_name)
+                .expression_attribute_names("#holder", &names.holder)
+                .expression_attribute_names("#until", &names.until)
+                .expression_attribute_names("#checkpoint", &names.checkpoint)
                 .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
                 .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
                 .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
                 .expression_attribute_values(":id", AttributeValue::S(task_id.to_owned()))
                 .send()
@@ -138,26 +174,86 @@ impl ControlStore {
         dynamo::applied("UpdateItem", result)
     }
 
-    /// Moves the end of a lease this delivery still holds to `until_ms`; `false` when it no
-    /// longer holds it (it ended and another delivery took the task).
-    pub async fn renew_task(
+    /// Renews a lease this delivery still holds until `until_ms` and, in the same update,
+    /// adds `done` (what the run did since its last checkpoint) to the job's counts of `kind`.
+    /// `false` when the lease is no longer this delivery's (it ended and another delivery
+    /// took the task): nothing was added.
+    pub async fn checkpoint_task(
+        &self,
+        job_id: &JobId,
+        lease: &mut TaskLease,
+        kind: TaskKind,
+        done: Outcome,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> Result<bool, DynamoError> {
+        let names = LeaseNames::of(&lease.task_id);
+        let next = lease.checkpoints + 1;
+        let result = self
+            .update_job(job_id)
+            .update_expression(
+                "SET #until = :until, #checkpoint = :next, lastProgressAt = :now \
+                 ADD #removed :removed, #rewritten :rewritten",
+            )
+            .condition_expression("#holder = :holder AND #checkpoint = :last")
+            .expression_attribute_names("#holder", &names.holder)
+            .expression_attribute_names("#until", &names.until)
+            .expression_attribute_names("#checkpoint", &names.checkpoint)
+            .expression_attribute_names("#removed", format!("removed_{kind}"))
+            .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
+            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
+            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .expression_attribute_values(":last", AttributeValue::N(lease.checkpoints.to_string()))
+            .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
+            .expression_attribute_values(":removed", AttributeValue::N(done.removed.to_string()))
+            .expression_attribute_values(
+                ":rewritten",
+                AttributeValue::N(done.rewritten.to_string()),
+            )
+            .send()
+            .await;
+        let applied = match dynamo::applied("UpdateItem", result)? {
+            true => true,
+            // Refused: either the lease is gone, or this very checkpoint was applied and its
+            // answer lost, and the SDK's retry of it found the number already moved on.
+            false => self.checkpoint_held(job_id, lease).await? == Some(next),
+        };
+        if applied {
+            lease.checkpoints = next;
+        }
+        Ok(applied)
+    }
+
+    /// The number of the last checkpoint of `lease`, read consistently, if it is still held.
+    async fn checkpoint_held(
         &self,
         job_id: &JobId,
         lease: &TaskLease,
-        until_ms: i64,
-    ) -> Result<bool, DynamoError> {
-        let (holder_name, until_name) = lease_names(&lease.task_id);
-        let result = self
-            .update_job(job_id)
-            .update_expression("SET #until = :until")
-            .condition_expression("#holder = :holder")
-            .expression_attribute_names("#holder", holder_name)
-            .expression_attribute_names("#until", until_name)
-            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
-            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+    ) -> Result<Option<u32>, DynamoError> {
+        let names = LeaseNames::of(&lease.task_id);
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+            .consistent_read(true)
+            .projection_expression("#holder, #checkpoint")
+            .expression_attribute_names("#holder", &names.holder)
+            .expression_attribute_names("#checkpoint", &names.checkpoint)
             .send()
-            .await;
-        dynamo::applied("UpdateItem", result)
+            .await
+            .map_err(|e| DynamoError::call("GetItem", e))?;
+        let Some(item) = output.item else {
+            return Ok(None);
+        };
+        if item.get(&names.holder) != Some(&AttributeValue::S(lease.holder.clone())) {
+            return Ok(None);
+        }
+        Ok(match item.get(&names.checkpoint) {
+            Some(AttributeValue::N(n)) => n.parse().ok(),
+            _ => None,
+        })
     }
 
     /// The task's state on the job item, read consistently; `None` when the job is gone.
@@ -166,7 +262,7 @@ impl ControlStore {
         job_id: &JobId,
         task_id: &str,
     ) -> Result<Option<LeaseState>, DynamoError> {
-        let (_, until_name) = lease_names(task_id);
+        let until_name = LeaseNames::of(task_id).until;
         let output = self
             .client
             .get_item()

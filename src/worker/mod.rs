@@ -50,16 +50,33 @@ enum TaskError {
     LeaseLost,
 }
 
-/// How long a task's lease lasts from its claim or its last renewal. A copy that died blocks
-/// its task for this long at most: its retry comes back once the lease has ended.
-const LEASE_TERM: Duration = Duration::from_secs(30);
-/// How often a running task renews its lease, between pages. The pages in flight at that
-/// moment, and the clocks' skew, must fit in what is left of the term: 20 s, against pages that
-/// take tens of milliseconds and calls cut at 6 s (`aws::worker_timeouts`).
-const LEASE_RENEWAL: Duration = Duration::from_secs(10);
+/// How long a task's lease lasts, and how often a running task renews it (between pages,
+/// recording a checkpoint of its counts as it does).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTiming {
+    /// From the claim or the last renewal. A copy that died blocks its task for this long at
+    /// most: its retry comes back once the lease has ended.
+    pub term: Duration,
+    /// The pages in flight at a renewal, and the clocks' skew, must fit in what is left of the
+    /// term. It is also the most work whose count a run that dies can lose.
+    pub renewal: Duration,
+}
 
-fn lease_end(now_ms: i64) -> i64 {
-    now_ms + LEASE_TERM.as_millis() as i64
+impl Default for LeaseTiming {
+    /// 30 s and 10 s: 20 s left against pages that take tens of milliseconds and calls cut at
+    /// 6 s (`aws::worker_timeouts`).
+    fn default() -> Self {
+        Self {
+            term: Duration::from_secs(30),
+            renewal: Duration::from_secs(10),
+        }
+    }
+}
+
+impl LeaseTiming {
+    fn end(&self, now_ms: i64) -> i64 {
+        now_ms + self.term.as_millis() as i64
+    }
 }
 
 /// One run of a task under its lease: what its passes need.
@@ -67,11 +84,34 @@ struct Run<'a> {
     job: &'a JobView,
     task: &'a Task,
     tenant: Tenant,
-    lease: &'a TaskLease,
     /// When the delivery was received (epoch ms).
     received_ms: i64,
     /// When the run pauses, between pages.
     deadline: Instant,
+}
+
+/// A run's lease, with what the run did and how much of that the job already counts.
+struct Held {
+    lease: TaskLease,
+    /// All the run has removed and rewritten.
+    done: Outcome,
+    /// The part of `done` its checkpoints added to the job's counts.
+    recorded: Outcome,
+}
+
+impl Held {
+    fn new(lease: TaskLease) -> Self {
+        Self {
+            lease,
+            done: Outcome::default(),
+            recorded: Outcome::default(),
+        }
+    }
+
+    /// What the run did that the job does not count yet.
+    fn unrecorded(&self) -> Outcome {
+        self.done.since(self.recorded)
+    }
 }
 
 /// How a task's run ended, when it did not fail.
@@ -105,6 +145,7 @@ pub struct Worker {
     /// it.
     announcer: Option<Announcer>,
     metrics: Metrics,
+    lease_timing: LeaseTiming,
 }
 
 impl Worker {
@@ -121,7 +162,14 @@ impl Worker {
             max_receive_count,
             announcer: None,
             metrics: Metrics::stdout(Function::Worker),
+            lease_timing: LeaseTiming::default(),
         }
+    }
+
+    /// Leases of `timing` instead of the default 30 s renewed every 10 s.
+    pub fn with_lease_timing(mut self, timing: LeaseTiming) -> Self {
+        self.lease_timing = timing;
+        self
     }
 
     /// Sends this worker's metrics to `metrics` instead of standard output.
@@ -296,7 +344,7 @@ impl Worker {
         let now = now_ms();
         let lease = match self
             .control
-            .claim_task(&task.job_id, &task.task_id, lease_end(now), now)
+            .claim_task(&task.job_id, &task.task_id, self.lease_timing.end(now), now)
             .await?
         {
             TaskClaim::Granted(lease) => lease,
@@ -324,25 +372,26 @@ impl Worker {
             job,
             task,
             tenant: Tenant::from_stored(job.tenant.clone()),
-            lease: &lease,
             received_ms,
             deadline,
         };
-        let mut outcome = Outcome::default();
-        let end = self.erase_task(&run, from, &mut outcome).await;
+        let mut held = Held::new(lease);
+        let end = self.erase_task(&run, from, &mut held).await;
+        let (lease, outcome, unrecorded) = (&held.lease, held.done, held.unrecorded());
         let now = now_ms();
         match end {
             Ok(TaskEnd::Done) => {
                 let recorded = self
                     .control
-                    .record_success(&task.job_id, &lease, task.kind, outcome, now)
+                    .record_success(&task.job_id, lease, task.kind, unrecorded, now)
                     .await;
                 let settled = match recorded {
                     Ok(settled) => settled,
                     Err(error) => {
                         // Keep the counts and give the lease back, so that the retry that
                         // records the success finds nothing left to count and no lease held.
-                        if let Err(error) = self.record_progress(task, &lease, outcome, now).await {
+                        if let Err(error) = self.record_progress(task, lease, unrecorded, now).await
+                        {
                             tracing::error!(
                                 error = &error as &dyn std::error::Error,
                                 "could not record a verified run's progress"
@@ -361,7 +410,7 @@ impl Worker {
                 );
             }
             Ok(TaskEnd::Paused { at, .. }) => {
-                self.record_progress(task, &lease, outcome, now).await?;
+                self.record_progress(task, lease, unrecorded, now).await?;
                 self.metrics
                     .task_paused(task.kind, outcome, started.elapsed());
                 tracing::info!(
@@ -374,7 +423,7 @@ impl Worker {
             Err(_) => {
                 // What the failed run removed is recorded, or a retry, finding it gone, would
                 // never count it. The run's own error is the one to report.
-                if let Err(error) = self.record_progress(task, &lease, outcome, now).await {
+                if let Err(error) = self.record_progress(task, lease, unrecorded, now).await {
                     tracing::error!(
                         error = &error as &dyn std::error::Error,
                         "could not record a failed run's progress"
@@ -407,18 +456,18 @@ impl Worker {
     }
 
     /// Erases a task's scope from position `from` and, once through it, verifies it after the
-    /// write window has closed, adding what it removes and rewrites to `outcome` as it goes.
+    /// write window has closed, adding what it removes and rewrites to `held` as it goes.
     async fn erase_task(
         &self,
         run: &Run<'_>,
         from: usize,
-        outcome: &mut Outcome,
+        held: &mut Held,
     ) -> Result<TaskEnd, TaskError> {
         let paused_at = |at| TaskEnd::Paused {
             at,
             delay: Duration::ZERO,
         };
-        if let Some(at) = self.erase_scope(run, from, outcome).await? {
+        if let Some(at) = self.erase_scope(run, from, held).await? {
             return Ok(paused_at(at));
         }
         // A writer that checked the tombstone just before it was written lands within the
@@ -433,7 +482,7 @@ impl Worker {
                 return Ok(TaskEnd::Paused { at: 0, delay: wait });
             }
             tokio::time::sleep(wait).await;
-            if let Some(at) = self.erase_scope(run, 0, outcome).await? {
+            if let Some(at) = self.erase_scope(run, 0, held).await? {
                 return Ok(paused_at(at));
             }
         }
@@ -453,15 +502,16 @@ impl Worker {
     }
 
     /// Passes over the task's scope from position `from` until its end (`None`) or the
-    /// invocation's deadline (where to resume), renewing the lease between pages.
+    /// invocation's deadline (where to resume), renewing the lease between pages with a
+    /// checkpoint of the run's counts.
     async fn erase_scope(
         &self,
         run: &Run<'_>,
         mut from: usize,
-        outcome: &mut Outcome,
+        held: &mut Held,
     ) -> Result<Option<usize>, TaskError> {
         loop {
-            let renew_at = Instant::now() + LEASE_RENEWAL;
+            let renew_at = Instant::now() + self.lease_timing.renewal;
             let pass = self
                 .data
                 .erase_until(
@@ -473,20 +523,29 @@ impl Worker {
                     Some(run.deadline.min(renew_at)),
                 )
                 .await;
-            let Some(at) = add_pass(pass, outcome)? else {
+            let Some(at) = add_pass(pass, &mut held.done)? else {
                 return Ok(None);
             };
             if Instant::now() >= run.deadline {
                 return Ok(Some(at));
             }
             let now = now_ms();
+            let unrecorded = held.unrecorded();
             if !self
                 .control
-                .renew_task(&run.task.job_id, run.lease, lease_end(now))
+                .checkpoint_task(
+                    &run.task.job_id,
+                    &mut held.lease,
+                    run.task.kind,
+                    unrecorded,
+                    self.lease_timing.end(now),
+                    now,
+                )
                 .await?
             {
                 return Err(TaskError::LeaseLost);
             }
+            held.recorded = held.done;
             from = at;
         }
     }
