@@ -143,7 +143,7 @@ impl Acceptance<'_> {
                 tasks_count: tasks.len(),
             });
         }
-        if let Err(error) = self.queue.send_all(&tasks).await {
+        if let Err(error) = self.queue.send_all(tenant, &tasks).await {
             self.release_claim(&job_id, &claim).await;
             return Err(error.into());
         }

@@ -1,15 +1,20 @@
 //! The task queue: all SQS access. Tasks go out in batches of ten; entries SQS refuses are
-//! retried, and a send that cannot finish is an error, never a silent loss.
+//! retried, and a send that cannot finish is an error, never a silent loss. Every message
+//! carries its tenant as its `MessageGroupId`, by which SQS fair queues keep one tenant's
+//! backlog from delaying the others' (DESIGN §9).
 
 use std::time::Duration;
 
 use aws_sdk_sqs::error::{BuildError, ProvideErrorMetadata, SdkError};
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use futures::{stream, StreamExt, TryStreamExt};
 
 use crate::domain::task::{Task, TaskMessage};
+use crate::domain::tenant::Tenant;
 use crate::fault::Fault;
 
 /// SendMessageBatch's limit.
@@ -88,6 +93,9 @@ impl QueueError {
     }
 }
 
+/// A message to send: its body and its group (the tenant).
+type Outgoing = (String, Option<String>);
+
 /// Where tasks are sent.
 #[derive(Clone)]
 pub struct TaskQueue {
@@ -103,24 +111,30 @@ impl TaskQueue {
         }
     }
 
-    /// Sends every task, one message per user. Safe to repeat: the worker skips a task the
-    /// job already counts as done.
-    pub async fn send_all(&self, tasks: &[Task]) -> Result<(), QueueError> {
-        self.send_all_after(tasks, Duration::ZERO).await
+    /// Sends every task of `tenant`'s job, one message per user. Safe to repeat: the worker
+    /// skips a task the job already counts as done.
+    pub async fn send_all(&self, tenant: &Tenant, tasks: &[Task]) -> Result<(), QueueError> {
+        self.send_all_after(tenant, tasks, Duration::ZERO).await
     }
 
     /// Sends `tasks` like [`TaskQueue::send_all`], each message invisible for `delay` first
     /// (SQS's `DelaySeconds`, rounded up, at most 15 minutes).
-    pub async fn send_all_after(&self, tasks: &[Task], delay: Duration) -> Result<(), QueueError> {
+    pub async fn send_all_after(
+        &self,
+        tenant: &Tenant,
+        tasks: &[Task],
+        delay: Duration,
+    ) -> Result<(), QueueError> {
         let delay_seconds = i32::try_from(delay.as_millis().div_ceil(1000))
             .unwrap_or(MAX_DELAY_SECONDS)
             .min(MAX_DELAY_SECONDS);
-        let bodies = TaskMessage::group(tasks)
+        let group = Some(tenant.as_str().to_owned());
+        let messages = TaskMessage::group(tasks)
             .iter()
-            .map(serde_json::to_string)
+            .map(|message| Ok((serde_json::to_string(message)?, group.clone())))
             .collect::<Result<Vec<_>, _>>()
             .map_err(QueueError::Encode)?;
-        let chunks: Vec<Vec<String>> = bodies.chunks(BATCH).map(<[String]>::to_vec).collect();
+        let chunks: Vec<Vec<Outgoing>> = messages.chunks(BATCH).map(<[_]>::to_vec).collect();
         stream::iter(chunks)
             .map(|chunk| self.send_batch(chunk, delay_seconds))
             .buffer_unordered(CONCURRENCY)
@@ -129,20 +143,25 @@ impl TaskQueue {
         Ok(())
     }
 
-    async fn send_batch(&self, bodies: Vec<String>, delay_seconds: i32) -> Result<(), QueueError> {
-        let mut pending: Vec<(String, &String)> = bodies
+    async fn send_batch(
+        &self,
+        messages: Vec<Outgoing>,
+        delay_seconds: i32,
+    ) -> Result<(), QueueError> {
+        let mut pending: Vec<(String, &Outgoing)> = messages
             .iter()
             .enumerate()
-            .map(|(i, b)| (i.to_string(), b))
+            .map(|(i, m)| (i.to_string(), m))
             .collect();
         let mut sender_fault = false;
         for round in 0..ROUNDS {
             let entries = pending
                 .iter()
-                .map(|(id, body)| {
+                .map(|(id, (body, group))| {
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
-                        .message_body(*body)
+                        .message_body(body)
+                        .set_message_group_id(group.clone())
                         .set_delay_seconds((delay_seconds > 0).then_some(delay_seconds))
                         .build()
                         .map_err(QueueError::Request)
@@ -170,8 +189,8 @@ impl TaskQueue {
         })
     }
 
-    /// Moves every message of `dead_letter_url` back to this queue, as SQS's own redrive
-    /// (StartMessageMoveTask) does on AWS; returns how many moved. Each batch is sent before it
+    /// Moves every message of `dead_letter_url` back to this queue, with its group, as SQS's
+    /// own redrive (StartMessageMoveTask) does on AWS; returns how many moved. Each batch is sent before it
     /// is deleted from the dead-letter queue, so a crash in between duplicates tasks (harmless:
     /// the worker skips what the job counts as done) and never loses one.
     pub async fn redrive(&self, dead_letter_url: &str) -> Result<usize, QueueError> {
@@ -182,6 +201,7 @@ impl TaskQueue {
                 .receive_message()
                 .queue_url(dead_letter_url)
                 .max_number_of_messages(BATCH as i32)
+                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
                 .wait_time_seconds(1)
                 .send()
                 .await
@@ -190,11 +210,17 @@ impl TaskQueue {
             if messages.is_empty() {
                 return Ok(moved);
             }
-            let bodies = messages
+            let outgoing = messages
                 .iter()
-                .map(|m| m.body().unwrap_or_default().to_owned())
+                .map(|m| {
+                    let group = m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                        .cloned();
+                    (m.body().unwrap_or_default().to_owned(), group)
+                })
                 .collect();
-            self.send_batch(bodies, 0).await?;
+            self.send_batch(outgoing, 0).await?;
             let entries = messages
                 .iter()
                 .enumerate()

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use common::{TestEnv, API_KEY, AUTH_TOKEN};
 use serde_json::{json, Value};
 
@@ -132,4 +133,83 @@ async fn a_single_user_job_completes_while_another_tenant_floods_the_queue() {
         FLOOD_JOBS * USERS_PER_JOB,
         loaded.as_secs_f64() / idle.as_secs_f64()
     );
+}
+
+/// The `MessageGroupId` of every message of the queue at `url`, delayed ones included, each
+/// received and deleted.
+async fn groups(env: &TestEnv, url: &str) -> Vec<Option<String>> {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut groups = Vec::new();
+    loop {
+        let received = env.receive(url).await;
+        if received.is_empty() {
+            if env.messages_pending(url).await == 0 {
+                return groups;
+            }
+            assert!(Instant::now() < give_up, "messages stay delayed in {url}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            continue;
+        }
+        for message in &received {
+            groups.push(
+                message
+                    .attributes()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                    .cloned(),
+            );
+            env.delete_received(url, message).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_task_message_carries_its_tenants_message_group() {
+    // SQS fair queues tell tenants apart by MessageGroupId (DESIGN §9): the api's messages, a
+    // paused task's continuation and a redriven dead letter each carry their tenant's.
+    let mut env = TestEnv::new().await;
+    let small = env.add_tenant(SMALL_KEY, SMALL_TOKEN).await;
+    let (one, other) = (env.tenant().as_str().to_owned(), small.as_str().to_owned());
+    // More than a page (100 references) of document access: a task past its deadline pauses
+    // after its first page.
+    let documents: Vec<Value> = (0..150)
+        .map(|i| json!({"documentId": format!("d{i}"), "users": [{"userId": "ada", "accessRole": "viewer"}]}))
+        .collect();
+    let world = json!({"users": [{"userId": "ada", "name": "Ada", "email": "ada@example.com"}],
+                       "organizations": [{"organizationId": "o", "documents": documents}]});
+    env.seed(&env.tenant(), &world.to_string()).await;
+    start(
+        &env,
+        API_KEY,
+        AUTH_TOKEN,
+        &["ada".to_owned(), "bob".to_owned()],
+    )
+    .await;
+    start(&env, SMALL_KEY, SMALL_TOKEN, &["cy".to_owned()]).await;
+    let mut sent = groups(&env, &env.queue_url).await;
+    sent.sort();
+    assert_eq!(sent, [Some(one.clone()), Some(one.clone()), Some(other)]);
+
+    // Every invocation already past its deadline: the task pauses and sends its continuation.
+    env.invocation_budget = Duration::ZERO;
+    start(&env, API_KEY, AUTH_TOKEN, &["ada".to_owned()]).await;
+    assert_eq!(env.deliver_once(&env.worker).await, 1);
+    let continued = groups(&env, &env.queue_url).await;
+    assert!(!continued.is_empty(), "no continuation was sent");
+    assert!(
+        continued.iter().all(|g| g.as_deref() == Some(one.as_str())),
+        "{continued:?}"
+    );
+
+    // A dead letter moved back by the operator's redrive keeps its group.
+    env.sqs
+        .send_message()
+        .queue_url(&env.dlq_url)
+        .message_body(r#"{"jobId":"dead","tasks":[]}"#)
+        .message_group_id(&one)
+        .send()
+        .await
+        .unwrap();
+    let queue = erasure::queue::TaskQueue::new(env.sqs.clone(), &env.queue_url);
+    assert_eq!(queue.redrive(&env.dlq_url).await.unwrap(), 1);
+    assert_eq!(groups(&env, &env.queue_url).await, [Some(one)]);
 }

@@ -352,7 +352,7 @@ async fn the_worker_role_allows_exactly_the_calls_the_worker_makes() {
     let user_ids: Vec<UserId> = users.iter().map(|u| UserId::parse(u).unwrap()).collect();
     let tasks = plan_tasks(&JobId::parse(&job).unwrap(), &user_ids, false);
     TaskQueue::new(env.sqs.clone(), &env.queue_url)
-        .send_all(&tasks)
+        .send_all(&env.tenant(), &tasks)
         .await
         .unwrap();
     env.drain(&worker).await;

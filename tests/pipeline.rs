@@ -86,7 +86,7 @@ async fn a_task_delivered_twice_counts_once() {
         false,
     );
     TaskQueue::new(env.sqs.clone(), &env.queue_url)
-        .send_all(&tasks)
+        .send_all(&env.tenant(), &tasks)
         .await
         .unwrap();
     assert_eq!(env.queue_depth(&env.queue_url).await, 2);

@@ -48,11 +48,14 @@ async fn messages_naming_users_or_tasks_outside_their_job_are_dropped() {
     let own = env.queue_depth(&env.queue_url).await;
     assert_eq!(own, 1);
     queue
-        .send_all(&[
-            forged(&job_id, "bob", "t0.access", TaskKind::Access),
-            forged(&job_id, "bob", "t1.access", TaskKind::Access),
-            forged(&job_id, "alice", "t0.views", TaskKind::Access),
-        ])
+        .send_all(
+            &env.tenant(),
+            &[
+                forged(&job_id, "bob", "t0.access", TaskKind::Access),
+                forged(&job_id, "bob", "t1.access", TaskKind::Access),
+                forged(&job_id, "alice", "t0.views", TaskKind::Access),
+            ],
+        )
         .await
         .unwrap();
     env.drain(&env.worker).await;

@@ -95,7 +95,10 @@ async fn a_settled_job_is_announced_once_signed_and_retried_until_the_receiver_t
     // Every task delivered again: the job is settled already and must not announce again.
     let users = [UserId::parse("u1").unwrap()];
     TaskQueue::new(env.sqs.clone(), &env.queue_url)
-        .send_all(&plan_tasks(&JobId::parse(&first).unwrap(), &users, false))
+        .send_all(
+            &env.tenant(),
+            &plan_tasks(&JobId::parse(&first).unwrap(), &users, false),
+        )
         .await
         .unwrap();
     env.drain(&worker).await;

@@ -290,7 +290,8 @@ impl Worker {
         if !paused.is_empty() {
             // Sent before this delivery is acknowledged: a crash in between runs the tasks
             // twice, which is harmless; losing them is not possible.
-            if let Err(error) = self.queue.send_all_after(&paused, delay).await {
+            let tenant = Tenant::from_stored(job.tenant.clone());
+            if let Err(error) = self.queue.send_all_after(&tenant, &paused, delay).await {
                 tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not send the continuation");
                 failed.extend(&paused);
             }

@@ -328,7 +328,7 @@ impl TestEnv {
     }
 
     /// Messages in the queue, received or not, delayed ones included.
-    async fn messages_pending(&self, url: &str) -> usize {
+    pub async fn messages_pending(&self, url: &str) -> usize {
         let attributes = self
             .sqs
             .get_queue_attributes()
