@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
@@ -237,6 +238,15 @@ impl ControlStore {
             .set_key(Some(job_key(job_id)))
     }
 
+    /// A consistent read of the job's record.
+    pub(super) fn read_job(&self, job_id: &JobId) -> GetItemFluentBuilder {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+            .consistent_read(true)
+    }
+
     /// Stores a new job holding `claim` (its tasks are this request's to send); `false` when a
     /// job with this id exists already (an idempotent retry), which is left as it is.
     ///
@@ -295,11 +305,7 @@ impl ControlStore {
 
     pub async fn get_job(&self, job_id: &JobId) -> Result<Option<JobView>, DynamoError> {
         let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
-            .consistent_read(true)
+            .read_job(job_id)
             .send()
             .await
             .map_err(|e| DynamoError::call("GetItem", e))?;

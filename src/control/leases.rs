@@ -16,7 +16,6 @@
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::jobs::job_key;
 use super::ControlStore;
 use crate::domain::ids::JobId;
 use crate::domain::task::{Outcome, TaskKind};
@@ -233,11 +232,7 @@ impl ControlStore {
     ) -> Result<Option<u32>, DynamoError> {
         let names = LeaseNames::of(&lease.task_id);
         let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
-            .consistent_read(true)
+            .read_job(job_id)
             .projection_expression("#holder, #checkpoint")
             .expression_attribute_names("#holder", &names.holder)
             .expression_attribute_names("#checkpoint", &names.checkpoint)
@@ -264,11 +259,7 @@ impl ControlStore {
     ) -> Result<Option<LeaseState>, DynamoError> {
         let until_name = LeaseNames::of(task_id).until;
         let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
-            .consistent_read(true)
+            .read_job(job_id)
             .projection_expression("succeededTasks, #until")
             .expression_attribute_names("#until", &until_name)
             .send()
