@@ -118,6 +118,24 @@ start_moto() {
     wait_port 127.0.0.1 "$port" 60
 }
 
+# write_lambda_env FILE DYNAMODB_PORT SQS_PORT: the env file `cargo lambda watch` (and the
+# bridge) give the functions: the local AWS settings, the emulators' endpoints on 127.0.0.1 and a
+# fresh export token key, followed by the KEY=VALUE lines read from standard input.
+write_lambda_env() {
+    local file=$1 dynamodb_port=$2 sqs_port=$3
+    {
+        printf '%s\n' \
+            "AWS_REGION=$AWS_REGION" \
+            "AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID" \
+            "AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY" \
+            "AWS_EC2_METADATA_DISABLED=$AWS_EC2_METADATA_DISABLED" \
+            "AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$dynamodb_port" \
+            "AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$sqs_port" \
+            "EXPORT_TOKEN_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+        cat
+    } >"$file"
+}
+
 # warm_functions BASE_URL [SECONDS]: `cargo lambda watch` builds a function on its first call; call
 # both so that they are built before anyone needs them. Any HTTP answer counts as ready (the api
 # answers 404 to the warm-up path); no answer is retried for up to SECONDS (default 180).

@@ -30,18 +30,11 @@ cargo build --bins
 
 step "Lambda emulator (cargo lambda watch) on $LAMBDA_URL"
 ENV_FILE=.local/e2e.env
-cat >"$ENV_FILE" <<EOF
-AWS_REGION=$AWS_REGION
-AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
-AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
-AWS_EC2_METADATA_DISABLED=$AWS_EC2_METADATA_DISABLED
-AWS_ENDPOINT_URL_DYNAMODB=http://127.0.0.1:$DYNAMODB_PORT
-AWS_ENDPOINT_URL_SQS=http://127.0.0.1:$SQS_PORT
+write_lambda_env "$ENV_FILE" "$DYNAMODB_PORT" "$SQS_PORT" <<EOF
 DATA_TABLE=e2e-data
 CONTROL_TABLE=e2e-control
 TASK_QUEUE_URL=http://127.0.0.1:$SQS_PORT/123456789012/e2e-tasks
 WEBHOOK_QUEUE_URL=http://127.0.0.1:$SQS_PORT/123456789012/e2e-webhooks
-EXPORT_TOKEN_KEY=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 MAX_RECEIVE_COUNT=5
 RUST_LOG=info
 # The fuzzing below sends about a thousand requests a minute.
