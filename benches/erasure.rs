@@ -136,7 +136,7 @@ impl Watch {
         })
     }
 
-    /// One POST through watch's function URL; returns the latency and the job id.
+    /// One POST through watch's function URL, which must answer 202; returns its latency.
     async fn start_job(&self, users: &[String]) -> Duration {
         let started = Instant::now();
         let response = self
