@@ -2,6 +2,7 @@
 //! that finish their unprocessed remainder, and paged prefix queries.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -161,6 +162,21 @@ pub async fn batch_write(
     batch_write_counting(client, table, requests, &AtomicU64::new(0)).await
 }
 
+/// Runs `calls`, `limit` at once, each to its end even when another fails, and returns the
+/// first error after: none is dropped in the middle, so what the others applied is known (and
+/// counted by those that count).
+pub async fn settle_all<E>(
+    calls: impl IntoIterator<Item = impl Future<Output = Result<(), E>>>,
+    limit: usize,
+) -> Result<(), E> {
+    stream::iter(calls)
+        .buffer_unordered(limit)
+        .collect::<Vec<Result<(), E>>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// Writes like [`batch_write`], adding to `applied` each request as DynamoDB takes it. Every
 /// batch is sent and waited for even when another fails, so that what was applied is counted
 /// (a batch dropped in the middle of its call may or may not have been); the first error is
@@ -175,13 +191,13 @@ pub async fn batch_write_counting(
         .chunks(WRITE_BATCH)
         .map(<[WriteRequest]>::to_vec)
         .collect();
-    stream::iter(chunks)
-        .map(|chunk| write_chunk(client, table, chunk, applied))
-        .buffer_unordered(CONCURRENCY)
-        .collect::<Vec<Result<(), DynamoError>>>()
-        .await
-        .into_iter()
-        .collect()
+    settle_all(
+        chunks
+            .into_iter()
+            .map(|chunk| write_chunk(client, table, chunk, applied)),
+        CONCURRENCY,
+    )
+    .await
 }
 
 async fn write_chunk(
@@ -222,26 +238,21 @@ pub async fn delete_each_counting(
     keys: &[Key],
     found: &AtomicU64,
 ) -> Result<(), DynamoError> {
-    stream::iter(keys)
-        .map(|key| async move {
-            let output = client
-                .delete_item()
-                .table_name(table)
-                .set_key(Some(key_item(key)))
-                .return_values(ReturnValue::AllOld)
-                .send()
-                .await
-                .map_err(|e| DynamoError::call("DeleteItem", e))?;
-            if output.attributes.is_some_and(|a| !a.is_empty()) {
-                found.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok::<_, DynamoError>(())
-        })
-        .buffer_unordered(DELETE_CONCURRENCY)
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .collect()
+    let deletes = keys.iter().map(|key| async move {
+        let output = client
+            .delete_item()
+            .table_name(table)
+            .set_key(Some(key_item(key)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("DeleteItem", e))?;
+        if output.attributes.is_some_and(|a| !a.is_empty()) {
+            found.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    settle_all(deletes, DELETE_CONCURRENCY).await
 }
 
 /// Reads the items at `keys` (missing ones are simply absent from the answer), 100 to a batch.

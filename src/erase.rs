@@ -90,11 +90,6 @@ impl Tally {
     }
 }
 
-/// The first error of work that was all waited for (none of it dropped in the middle of a call).
-fn first_error<E>(results: impl IntoIterator<Item = Result<(), E>>) -> Result<(), E> {
-    results.into_iter().collect()
-}
-
 /// Whose erasure a pass does: one user's feature in a tenant, within a job's organizations.
 #[derive(Clone, Copy)]
 struct Scope<'a> {
@@ -440,12 +435,13 @@ impl DataStore {
                 if past_deadline(progressed) {
                     return Ok(Some(position));
                 }
-                let swept: Vec<Result<(), StoreError>> = stream::iter(chunk)
-                    .map(|(annotation, _)| self.sweep(tenant, annotation, tally))
-                    .buffer_unordered(READ_CONCURRENCY)
-                    .collect()
-                    .await;
-                first_error(swept)?;
+                dynamo::settle_all(
+                    chunk
+                        .iter()
+                        .map(|(annotation, _)| self.sweep(tenant, annotation, tally)),
+                    READ_CONCURRENCY,
+                )
+                .await?;
                 // The markers go last, once their sweeps are done: in batches, not one by one.
                 let markers = chunk
                     .iter()
@@ -664,12 +660,13 @@ impl DataStore {
 
         self.remove(tenant, &plan.removals, &own, tally).await?;
 
-        let rewrites: Vec<Result<(), StoreError>> = stream::iter(&plan.rewrites)
-            .map(|(key, version)| self.rewrite(tenant, user, deleter, key.clone(), *version, tally))
-            .buffer_unordered(REWRITE_CONCURRENCY)
-            .collect()
-            .await;
-        first_error(rewrites)?;
+        dynamo::settle_all(
+            plan.rewrites.iter().map(|(key, version)| {
+                self.rewrite(tenant, user, deleter, key.clone(), *version, tally)
+            }),
+            REWRITE_CONCURRENCY,
+        )
+        .await?;
 
         let own_deletes = plan
             .own_references
