@@ -20,7 +20,7 @@ use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
 
-pub(super) fn job_key(job_id: &JobId) -> Item {
+fn job_key(job_id: &JobId) -> Item {
     key(format!("JOB#{job_id}"), "JOB")
 }
 
@@ -128,6 +128,29 @@ struct JobRecord {
     send_claim_id: Option<String>,
 }
 
+/// The job item's counters of `kind`: what its tasks removed, and what they rewrote.
+fn counter_names(kind: TaskKind) -> (String, String) {
+    (format!("removed_{kind}"), format!("rewritten_{kind}"))
+}
+
+/// Gives `update` the names and values of `ADD #removed :removed, #rewritten :rewritten`,
+/// which adds `outcome` to the job's counters of `kind`.
+pub(super) fn add_counts(
+    update: UpdateItemFluentBuilder,
+    kind: TaskKind,
+    outcome: Outcome,
+) -> UpdateItemFluentBuilder {
+    let (removed, rewritten) = counter_names(kind);
+    update
+        .expression_attribute_names("#removed", removed)
+        .expression_attribute_names("#rewritten", rewritten)
+        .expression_attribute_values(":removed", AttributeValue::N(outcome.removed.to_string()))
+        .expression_attribute_values(
+            ":rewritten",
+            AttributeValue::N(outcome.rewritten.to_string()),
+        )
+}
+
 /// The per-feature counters of a job's item.
 fn counters(item: &Item) -> BTreeMap<TaskKind, Outcome> {
     let number = |name: String| match item.get(&name) {
@@ -137,8 +160,8 @@ fn counters(item: &Item) -> BTreeMap<TaskKind, Outcome> {
     TaskKind::ALL
         .into_iter()
         .filter_map(|kind| {
-            let removed = number(format!("removed_{kind}"));
-            let rewritten = number(format!("rewritten_{kind}"));
+            let (removed, rewritten) = counter_names(kind);
+            let (removed, rewritten) = (number(removed), number(rewritten));
             (removed.is_some() || rewritten.is_some()).then(|| {
                 let outcome = Outcome {
                     removed: removed.unwrap_or(0),
@@ -402,24 +425,17 @@ impl ControlStore {
         now_ms: i64,
     ) -> Result<Option<JobView>, DynamoError> {
         let task_id = &lease.task_id;
-        let result = lease
-            .release(
-                self.update_job(job_id),
-                "SET lastTaskCompletedTime = :now, lastProgressAt = :now \
-                 ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
-                 DELETE failedTasks :task",
-                "attribute_exists(pk) AND NOT contains(succeededTasks, :id)",
-            )
-            .expression_attribute_names("#removed", format!("removed_{kind}"))
-            .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
+        let update = lease.release(
+            self.update_job(job_id),
+            "SET lastTaskCompletedTime = :now, lastProgressAt = :now \
+             ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
+             DELETE failedTasks :task",
+            "attribute_exists(pk) AND NOT contains(succeededTasks, :id)",
+        );
+        let result = add_counts(update, kind, outcome)
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_values(":task", AttributeValue::Ss(vec![task_id.to_owned()]))
             .expression_attribute_values(":id", AttributeValue::S(task_id.to_owned()))
-            .expression_attribute_values(":removed", AttributeValue::N(outcome.removed.to_string()))
-            .expression_attribute_values(
-                ":rewritten",
-                AttributeValue::N(outcome.rewritten.to_string()),
-            )
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
@@ -437,20 +453,13 @@ impl ControlStore {
         outcome: Outcome,
         now_ms: i64,
     ) -> Result<bool, DynamoError> {
-        let result = lease
-            .release(
-                self.update_job(job_id),
-                "SET lastProgressAt = :now ADD #removed :removed, #rewritten :rewritten",
-                "attribute_exists(pk)",
-            )
+        let update = lease.release(
+            self.update_job(job_id),
+            "SET lastProgressAt = :now ADD #removed :removed, #rewritten :rewritten",
+            "attribute_exists(pk)",
+        );
+        let result = add_counts(update, kind, outcome)
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
-            .expression_attribute_names("#removed", format!("removed_{kind}"))
-            .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
-            .expression_attribute_values(":removed", AttributeValue::N(outcome.removed.to_string()))
-            .expression_attribute_values(
-                ":rewritten",
-                AttributeValue::N(outcome.rewritten.to_string()),
-            )
             .send()
             .await;
         dynamo::applied("UpdateItem", result)

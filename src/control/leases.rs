@@ -16,6 +16,7 @@
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
+use super::jobs::add_counts;
 use super::ControlStore;
 use crate::domain::ids::JobId;
 use crate::domain::task::{Outcome, TaskKind};
@@ -188,8 +189,7 @@ impl ControlStore {
     ) -> Result<bool, DynamoError> {
         let names = LeaseNames::of(&lease.task_id);
         let next = lease.checkpoints + 1;
-        let result = self
-            .update_job(job_id)
+        let result = add_counts(self.update_job(job_id), kind, done)
             .update_expression(
                 "SET #until = :until, #checkpoint = :next, lastProgressAt = :now \
                  ADD #removed :removed, #rewritten :rewritten",
@@ -198,18 +198,11 @@ impl ControlStore {
             .expression_attribute_names("#holder", &names.holder)
             .expression_attribute_names("#until", &names.until)
             .expression_attribute_names("#checkpoint", &names.checkpoint)
-            .expression_attribute_names("#removed", format!("removed_{kind}"))
-            .expression_attribute_names("#rewritten", format!("rewritten_{kind}"))
             .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
             .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_values(":last", AttributeValue::N(lease.checkpoints.to_string()))
             .expression_attribute_values(":next", AttributeValue::N(next.to_string()))
-            .expression_attribute_values(":removed", AttributeValue::N(done.removed.to_string()))
-            .expression_attribute_values(
-                ":rewritten",
-                AttributeValue::N(done.rewritten.to_string()),
-            )
             .send()
             .await;
         let applied = match dynamo::applied("UpdateItem", result)? {
