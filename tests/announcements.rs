@@ -17,7 +17,7 @@ mod common;
 
 use common::faults::{Faults, Kind, Rule};
 use common::recorder::Recorder;
-use common::{key_of, request_to, unique, TestEnv, API_KEY, AUTH_TOKEN};
+use common::{is_job_item, key_of, request_to, unique, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::clock::now_ms;
 use erasure::config::ApiConfig;
@@ -246,7 +246,7 @@ async fn a_job_settled_by_the_apis_enqueued_mark_is_announced_by_the_api() {
         .scan(&env.tables.control)
         .await
         .into_iter()
-        .find(|i| key_of(i).0.starts_with("JOB#"))
+        .find(is_job_item)
         .map(|i| i["jobId"].as_s().unwrap().clone())
         .unwrap();
     assert_eq!(env.status(&job).await["tasksLeft"], 0);

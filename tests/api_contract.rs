@@ -441,7 +441,7 @@ async fn a_queue_outage_is_503_and_a_retry_with_the_same_key_finishes_the_job() 
         .scan(&env.tables.control)
         .await
         .into_iter()
-        .filter(|i| common::key_of(i).0.starts_with("JOB#"))
+        .filter(common::is_job_item)
         .collect();
     assert_eq!(
         jobs.len(),

@@ -783,11 +783,7 @@ async fn a_dry_run_counts_what_the_real_run_then_does_and_changes_nothing() {
     let env = TestEnv::new().await;
     let (tenant, _) = rich_world(&env).await;
     let before = snapshot(&env).await;
-    let jobs = |t: Vec<Item>| {
-        t.iter()
-            .filter(|i| i["pk"].as_s().unwrap().starts_with("JOB#"))
-            .count()
-    };
+    let jobs = |t: Vec<Item>| t.iter().filter(|i| common::is_job_item(i)).count();
     let jobs_before = jobs(env.scan(&env.tables.control).await);
 
     // Two users whose data never meets, so each item is counted by exactly one task.

@@ -187,8 +187,8 @@ async fn a_run_that_dies_keeps_the_counts_of_its_checkpoints_and_counts_nothing_
     let id = JobId::parse(&job_id).unwrap();
     let counted_while_running = async {
         loop {
-            let job = env.control.get_job(&id).await.unwrap().unwrap();
-            let running = job.items.iter().find(|(kind, outcome)| {
+            let (job, items) = env.control.job_report(&id).await.unwrap().unwrap();
+            let running = items.iter().find(|(kind, outcome)| {
                 let ended = job
                     .succeeded
                     .iter()
@@ -263,4 +263,40 @@ async fn a_checkpoint_whose_answer_is_lost_is_counted_once() {
     env.drain(&worker).await;
     assert_eq!(faults.injected(), 2, "a checkpoint's answers were lost");
     assert_completed_exactly(&env, &job_id, &expected).await;
+}
+
+#[tokio::test]
+async fn a_success_recorded_on_the_task_but_not_on_the_job_is_counted_once_with_its_total() {
+    // A success is two updates: the task item (finished, with its total) and the job item
+    // (succeeded, adding the total). Each fails here past the SDK's retries, on its own world:
+    // the job's update refused outright, and the task's applied with every answer lost. The
+    // message comes back, its claim finds the task finished, and the job counts the task's
+    // total then, once.
+    // One task's updates only (the rule counts attempts, and the job's nine tasks end at once):
+    // the job's update names the task by `:id`; the task item's finish is the one update of
+    // its key that returns the item.
+    for (needle, kind) in [
+        (r#"{"S":"t0.profile"}"#, Kind::ServerError),
+        (
+            r#"TASK#t0.profile"}},"ReturnValues":"ALL_NEW""#,
+            Kind::LostAnswer,
+        ),
+    ] {
+        let (env, expected) = seeded().await;
+        let faults = Faults::start().await;
+        faults.add(Rule::new("UpdateItem", needle, kind).times(3));
+        let worker = erasure::worker::Worker::new(
+            erasure::control::ControlStore::new(
+                faults.dynamodb(&env.dynamodb),
+                &env.tables.control,
+            ),
+            env.data.clone(),
+            erasure::queue::TaskQueue::new(env.sqs.clone(), &env.queue_url),
+            erasure::infra::MAX_RECEIVE_COUNT,
+        );
+        let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
+        env.drain(&worker).await;
+        assert_eq!(faults.injected(), 3, "{needle}: a success's update failed");
+        assert_completed_exactly(&env, &job_id, &expected).await;
+    }
 }

@@ -420,7 +420,11 @@ async fn received_notification(env: &TestEnv, job_id: &str) -> WebhookDelivery {
         .unwrap();
     let queue = NotificationQueue::new(env.sqs.clone(), webhook_queue_url(env));
     queue
-        .send(&Notification::of(&job, erasure::clock::now_ms()))
+        .send(&Notification::of(
+            &job,
+            &Default::default(),
+            erasure::clock::now_ms(),
+        ))
         .await
         .unwrap();
     let message = env

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::faults::{Faults, Kind, Rule};
-use common::{key_of, request_to, TestEnv, API_KEY, AUTH_TOKEN};
+use common::{is_job_item, key_of, request_to, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::clock::now_ms;
 use erasure::config::ApiConfig;
@@ -83,7 +83,7 @@ async fn jobs(env: &TestEnv) -> Vec<String> {
     env.scan(&env.tables.control)
         .await
         .into_iter()
-        .filter(|i| key_of(i).0.starts_with("JOB#"))
+        .filter(is_job_item)
         .map(|i| i["jobId"].as_s().unwrap().clone())
         .collect()
 }

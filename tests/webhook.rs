@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::receiver::Receiver;
 use common::{unique, TestEnv, API_KEY};
-use erasure::control::{ControlStore, JobView, TaskClaim};
+use erasure::control::{ControlStore, Counts, JobView, TaskClaim};
 use erasure::domain::ids::{ApiKey, JobId};
 use erasure::domain::job::JobStatus;
 use erasure::domain::task::Outcome;
@@ -42,7 +42,7 @@ async fn succeed(
     now: i64,
 ) -> Option<JobView> {
     match control
-        .claim_task(job, task, now + 30_000, now)
+        .claim_task(job, task, now + 30_000, now, now / 1000 + 86_400)
         .await
         .unwrap()
     {
@@ -112,8 +112,8 @@ async fn a_partial_job_redriven_to_completed_announces_two_events() {
         .await
         .expect("the redriven task completes the job");
     let (one, two) = (
-        Notification::of(&partial, 0).event,
-        Notification::of(&completed, 0).event,
+        Notification::of(&partial, &Counts::new(), 0).event,
+        Notification::of(&completed, &Counts::new(), 0).event,
     );
     assert_eq!(one.id, event_id(&job, JobStatus::Partial));
     assert_eq!(two.id, event_id(&job, JobStatus::Completed));
@@ -148,7 +148,10 @@ async fn delivery(env: &TestEnv, queue_url: &str) -> WebhookDelivery {
         .unwrap()
         .unwrap();
     let queue = NotificationQueue::new(env.sqs.clone(), queue_url);
-    queue.send(&Notification::of(&job, 0)).await.unwrap();
+    queue
+        .send(&Notification::of(&job, &Counts::new(), 0))
+        .await
+        .unwrap();
     let message = env.receive(queue_url).await.pop().unwrap();
     WebhookDelivery {
         message_id: message.message_id().unwrap().to_owned(),

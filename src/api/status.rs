@@ -16,15 +16,15 @@ impl Api {
     ) -> Result<(StatusCode, Value), ApiError> {
         let request = parse_status(body)?;
         // Another tenant's job answers exactly like a job that does not exist.
-        let job = match self.control.get_job(&request.job_id).await? {
-            Some(job) if job.belongs_to(tenant) => job,
+        let (job, items) = match self.control.job_report(&request.job_id).await? {
+            Some((job, items)) if job.belongs_to(tenant) => (job, items),
             _ => return Err(ApiError::NotFound("job not found")),
         };
         let answer = Fetched {
             result: StatusResult {
                 status: SUCCESS,
                 message: FETCHED,
-                data: job.status_data(),
+                data: job.status_data(&items),
             },
         };
         Ok((StatusCode::OK, json_body(&answer)))

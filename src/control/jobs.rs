@@ -1,8 +1,6 @@
 //! Job records and their progress. Every update is a single-item conditional write, so a task
 //! reported twice counts once and a job settles exactly once (no transactions needed).
 
-use std::collections::BTreeMap;
-
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
@@ -10,7 +8,7 @@ use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use serde::{Deserialize, Serialize};
 
-use super::leases::TaskLease;
+use super::tasks::{job_partition, Counts, TaskLease};
 use super::{key, ControlStore};
 use crate::domain::ids::{JobId, OrganizationId};
 use crate::domain::job::{JobStatus, Progress};
@@ -21,7 +19,7 @@ use crate::dynamo::{self, DynamoError, Item};
 use crate::keys::component;
 
 fn job_key(job_id: &JobId) -> Item {
-    key(format!("JOB#{job_id}"), "JOB")
+    key(job_partition(job_id), "JOB")
 }
 
 /// One request's claim on sending a job's tasks: when it was taken, and a random id that tells
@@ -78,10 +76,12 @@ pub struct JobView {
     pub last_progress_at: Option<i64>,
     /// Whether a retry with the job's `Idempotency-Key` can still finish its acceptance.
     pub retryable: bool,
+    /// What the succeeded tasks removed and rewrote, per feature: each task's total, added
+    /// once, when it succeeded. The job's counts add those of the tasks that have not
+    /// ([`ControlStore::job_counts`]).
+    pub succeeded_items: Counts,
     /// Why the job ended `failed` without running, when it did.
     pub failure_reason: Option<String>,
-    /// Per feature: items removed and rewritten.
-    pub items: BTreeMap<TaskKind, Outcome>,
     /// The last settlement dealt with for the tenant's webhook: its event enqueued, or found
     /// to have no webhook to go to. The job owes an announcement while this differs from
     /// `status` (DESIGN §8).
@@ -90,7 +90,8 @@ pub struct JobView {
 
 /// A job's record as stored, through serde_dynamo: what `create_job` writes and `get_job`
 /// reads. The per-feature counters (`removed_<kind>`, `rewritten_<kind>`) are attributes named
-/// after the kind that the tasks' updates add to; they are read apart ([`counters`]).
+/// after the kind, which a task's success adds its total to; they are read apart
+/// ([`counters`]).
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct JobRecord {
@@ -135,7 +136,7 @@ fn counter_names(kind: TaskKind) -> (String, String) {
 
 /// Gives `update` the names and values of `ADD #removed :removed, #rewritten :rewritten`,
 /// which adds `outcome` to the job's counters of `kind`.
-pub(super) fn add_counts(
+fn add_counts(
     update: UpdateItemFluentBuilder,
     kind: TaskKind,
     outcome: Outcome,
@@ -152,7 +153,7 @@ pub(super) fn add_counts(
 }
 
 /// The per-feature counters of a job's item.
-fn counters(item: &Item) -> BTreeMap<TaskKind, Outcome> {
+fn counters(item: &Item) -> Counts {
     let number = |name: String| match item.get(&name) {
         Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
         _ => None,
@@ -246,7 +247,7 @@ impl JobView {
             last_progress_at: record.last_progress_at,
             retryable: record.retryable,
             failure_reason: record.failure_reason,
-            items: counters(item),
+            succeeded_items: counters(item),
             announced: record.announced_status,
         })
     }
@@ -335,6 +336,19 @@ impl ControlStore {
         Ok(output.item.as_ref().and_then(JobView::parse))
     }
 
+    /// The job, read consistently, with what its tasks removed and rewrote
+    /// ([`ControlStore::job_counts`]).
+    pub async fn job_report(
+        &self,
+        job_id: &JobId,
+    ) -> Result<Option<(JobView, Counts)>, DynamoError> {
+        let Some(job) = self.get_job(job_id).await? else {
+            return Ok(None);
+        };
+        let counts = self.job_counts(&job).await?;
+        Ok(Some((job, counts)))
+    }
+
     /// Claims the sending of the job's tasks for one request, so that concurrent retries with
     /// one `Idempotency-Key` send them once. `false` while another request's claim is fresh or
     /// once the job is fully enqueued. A claim older than `stale_before` belongs to a request
@@ -412,10 +426,10 @@ impl ControlStore {
         dynamo::applied("UpdateItem", result).map(drop)
     }
 
-    /// Records a task's success with what it removed and rewritten, once, and gives its lease
-    /// back: a repeat, or a delivery that no longer holds the lease, is ignored. A task that had
-    /// been recorded as failed (then redriven) moves to the succeeded set.
-    /// Returns the job as this call settled it, when it did (see [`ControlStore::settle`]).
+    /// Records a task's success: its item is marked finished with what the run did since its
+    /// last checkpoint, giving the lease back (refused, `None`, if this delivery no longer
+    /// holds it); then the job counts the task as succeeded, with the task's total
+    /// ([`ControlStore::complete_task`]). Returns the job as this call settled it, when it did.
     pub async fn record_success(
         &self,
         job_id: &JobId,
@@ -424,15 +438,36 @@ impl ControlStore {
         outcome: Outcome,
         now_ms: i64,
     ) -> Result<Option<JobView>, DynamoError> {
-        let task_id = &lease.task_id;
-        let update = lease.release(
-            self.update_job(job_id),
-            "SET lastTaskCompletedTime = :now, lastProgressAt = :now \
-             ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
-             DELETE failedTasks :task",
-            "attribute_exists(pk) AND NOT contains(succeededTasks, :id)",
-        );
-        let result = add_counts(update, kind, outcome)
+        let Some(total) = self.finish_task(job_id, lease, outcome).await? else {
+            return Ok(None);
+        };
+        self.complete_task(job_id, &lease.task_id, kind, total, now_ms)
+            .await
+    }
+
+    /// Adds a finished task to the job's succeeded tasks and its `total` (what all its runs
+    /// removed and rewrote, from its item) to the job's counters, once: a repeat is ignored. A
+    /// task that had been recorded as failed (then redriven) moves to the succeeded set. The
+    /// job item's one update per task. Also called for a task whose item says it finished while
+    /// the job does not count it yet (a run that died between the two updates). Returns the job
+    /// as this call settled it, when it did (see [`ControlStore::settle`]).
+    pub async fn complete_task(
+        &self,
+        job_id: &JobId,
+        task_id: &str,
+        kind: TaskKind,
+        total: Outcome,
+        now_ms: i64,
+    ) -> Result<Option<JobView>, DynamoError> {
+        let update = self
+            .update_job(job_id)
+            .update_expression(
+                "SET lastTaskCompletedTime = :now, lastProgressAt = :now \
+                 ADD succeededTasks :task, #removed :removed, #rewritten :rewritten \
+                 DELETE failedTasks :task",
+            )
+            .condition_expression("attribute_exists(pk) AND NOT contains(succeededTasks, :id)");
+        let result = add_counts(update, kind, total)
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .expression_attribute_values(":task", AttributeValue::Ss(vec![task_id.to_owned()]))
             .expression_attribute_values(":id", AttributeValue::S(task_id.to_owned()))
@@ -442,27 +477,30 @@ impl ControlStore {
         self.settle_after(result, now_ms).await
     }
 
-    /// Adds what a task's pass removed and rewrote, and gives its lease back: the task goes on
-    /// in a continuation, or in a retry if the pass failed. `false` when the lease was no
-    /// longer this delivery's (it outlived it), and nothing was added.
+    /// Adds what a task's run removed and rewrote since its last checkpoint to the task's item,
+    /// and gives its lease back: the task goes on in a continuation, or in a retry if the run
+    /// failed. The job item records the moment (`lastProgressAt`, the sweep's measure of
+    /// progress for a task that takes many invocations). `false` when the lease was no longer
+    /// this delivery's (it outlived it), and nothing was added.
     pub async fn record_progress(
         &self,
         job_id: &JobId,
         lease: &TaskLease,
-        kind: TaskKind,
         outcome: Outcome,
         now_ms: i64,
     ) -> Result<bool, DynamoError> {
-        let update = lease.release(
-            self.update_job(job_id),
-            "SET lastProgressAt = :now ADD #removed :removed, #rewritten :rewritten",
-            "attribute_exists(pk)",
-        );
-        let result = add_counts(update, kind, outcome)
+        if !self.release_task(job_id, lease, outcome).await? {
+            return Ok(false);
+        }
+        let result = self
+            .update_job(job_id)
+            .update_expression("SET lastProgressAt = :now")
+            .condition_expression("attribute_exists(pk)")
             .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
             .send()
             .await;
-        dynamo::applied("UpdateItem", result)
+        dynamo::applied("UpdateItem", result)?;
+        Ok(true)
     }
 
     /// Records a task's final failure, once, unless it has succeeded. Returns the job as this

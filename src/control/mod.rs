@@ -1,22 +1,22 @@
-//! The control table: tenants and their credentials, jobs and their progress, the open-jobs
+//! The control table: tenants and their credentials, jobs and their tasks' progress, the open-jobs
 //! index, a tenant's jobs, idempotency records, rate-limit windows and the operators' audit
 //! records. All access to it lives here.
 
 mod audit;
 mod idempotency;
 mod jobs;
-mod leases;
 mod open_jobs;
 mod rate_limit;
 mod report;
+mod tasks;
 mod tenant_jobs;
 mod tenants;
 
 pub use audit::{LiftAudit, LiftOutcome, LIFT_ACTION};
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
 pub use jobs::{JobView, NewJob, SendClaim};
-pub use leases::{TaskClaim, TaskLease};
 pub use open_jobs::OpenEntry;
+pub use tasks::{Counts, TaskClaim, TaskLease};
 pub use tenants::{generate_auth_token, Webhook};
 
 use aws_sdk_dynamodb::types::AttributeValue;

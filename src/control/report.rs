@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::JobView;
+use super::{Counts, JobView};
 use crate::domain::job::JobStatus;
 
 /// The `data` of the status endpoint's answer (CONTRACT §1.2), and of the webhook's event.
@@ -34,8 +34,9 @@ pub struct ItemCounts {
 }
 
 impl JobView {
-    /// What the status endpoint says of this job.
-    pub fn status_data(&self) -> StatusReport {
+    /// What the status endpoint says of this job, whose tasks removed and rewrote `items`
+    /// ([`super::ControlStore::job_report`]).
+    pub fn status_data(&self, items: &Counts) -> StatusReport {
         let progress = self.progress();
         let mut failed = self.failed.clone();
         failed.sort();
@@ -51,8 +52,7 @@ impl JobView {
             created_at: self.created_at,
             completed_at: self.completed_at,
             failure_reason: self.failure_reason.clone(),
-            items: self
-                .items
+            items: items
                 .iter()
                 .map(|(kind, o)| {
                     let counts = ItemCounts {

@@ -13,6 +13,8 @@ use crate::dynamo::DynamoError;
 pub enum AnnounceError {
     #[error("the job's event could not be enqueued")]
     Enqueue(#[source] WebhookQueueError),
+    #[error("the job's counts could not be read")]
+    Read(#[source] DynamoError),
     #[error("the job's event was enqueued but could not be recorded as such")]
     Record(#[source] DynamoError),
 }
@@ -33,7 +35,12 @@ impl Announcer {
     /// sent twice (a record lost, the sweep sending again) has the same event id, and the
     /// receiver dedupes on it.
     pub async fn send(&self, job: &JobView, now_ms: i64) -> Result<(), AnnounceError> {
-        let notification = Notification::of(job, now_ms);
+        let items = self
+            .control
+            .job_counts(job)
+            .await
+            .map_err(AnnounceError::Read)?;
+        let notification = Notification::of(job, &items, now_ms);
         self.queue
             .send(&notification)
             .await

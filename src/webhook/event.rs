@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::control::JobView;
+use crate::control::{Counts, JobView};
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 
@@ -43,9 +43,10 @@ pub fn event_id(job_id: &JobId, status: JobStatus) -> String {
 }
 
 impl Notification {
-    /// The notification of `job` as it just settled (its status and `completedAt` set).
-    pub fn of(job: &JobView, now_ms: i64) -> Self {
-        let mut data = serde_json::to_value(job.status_data()).expect("a status serializes");
+    /// The notification of `job` as it just settled (its status and `completedAt` set), whose
+    /// tasks removed and rewrote `items`.
+    pub fn of(job: &JobView, items: &Counts, now_ms: i64) -> Self {
+        let mut data = serde_json::to_value(job.status_data(items)).expect("a status serializes");
         if let Value::Object(fields) = &mut data {
             fields.insert("jobId".into(), Value::String(job.job_id.to_string()));
         }

@@ -345,16 +345,25 @@ impl Worker {
         let now = now_ms();
         let lease = match self
             .control
-            .claim_task(&task.job_id, &task.task_id, self.lease_timing.end(now), now)
+            .claim_task(
+                &task.job_id,
+                &task.task_id,
+                self.lease_timing.end(now),
+                now,
+                job.expires_at,
+            )
             .await?
         {
             TaskClaim::Granted(lease) => lease,
-            TaskClaim::Done => {
+            TaskClaim::Done(total) => {
+                // Its item says it finished; the job may not count it yet if the run that
+                // finished it died before the job's update (a no-op if it does).
+                let settled = self
+                    .control
+                    .complete_task(&task.job_id, &task.task_id, task.kind, total, now)
+                    .await?;
+                self.announce(settled).await;
                 tracing::info!("task already done; repeated delivery acknowledged");
-                return Ok(TaskEnd::Done);
-            }
-            TaskClaim::Gone => {
-                tracing::warn!("tasks of a job that has expired dropped");
                 return Ok(TaskEnd::Done);
             }
             TaskClaim::HeldUntil(held_until) => {
@@ -444,7 +453,7 @@ impl Worker {
     ) -> Result<(), DynamoError> {
         let recorded = self
             .control
-            .record_progress(&task.job_id, lease, task.kind, outcome, now)
+            .record_progress(&task.job_id, lease, outcome, now)
             .await?;
         if !recorded {
             tracing::warn!(
@@ -537,10 +546,8 @@ impl Worker {
                 .checkpoint_task(
                     &run.task.job_id,
                     &mut held.lease,
-                    run.task.kind,
                     unrecorded,
                     self.lease_timing.end(now),
-                    now,
                 )
                 .await?
             {

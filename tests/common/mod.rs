@@ -432,6 +432,12 @@ pub fn key_of(item: &Item) -> (String, String) {
     (s("pk"), s("sk"))
 }
 
+/// Whether a control-table item is a job's own item (not one of its task items).
+pub fn is_job_item(item: &Item) -> bool {
+    let (pk, sk) = key_of(item);
+    pk.starts_with("JOB#") && sk == "JOB"
+}
+
 /// The `entity` attribute of an item.
 pub fn entity_of(item: &Item) -> &str {
     item.get("entity")

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use erasure::control::{ControlStore, JobView};
+use erasure::control::{ControlStore, Counts, JobView};
 use erasure::domain::ids::JobId;
 use erasure::domain::job::JobStatus;
 use erasure::domain::tenant::Tenant;
@@ -21,13 +21,13 @@ pub async fn status(control: &ControlStore, job_id: &str, watch: bool) -> Result
         .map_err(|_| "a job id is 20 characters of A-Z, a-z and 0-9".to_owned())?;
     let read = || async {
         control
-            .get_job(&job_id)
+            .job_report(&job_id)
             .await?
             .ok_or_else(|| Failure::from(format!("no job {}", job_id.as_str())))
     };
-    let mut job = read().await?;
+    let (mut job, mut items) = read().await?;
     if !watch {
-        println!("{}", summary(&job));
+        println!("{}", summary(&job, &items));
         return Ok(());
     }
     let bar = ProgressBar::new(job.tasks_count as u64).with_style(ProgressStyle::with_template(
@@ -35,13 +35,13 @@ pub async fn status(control: &ControlStore, job_id: &str, watch: bool) -> Result
     )?);
     loop {
         bar.set_position(job.succeeded.len() as u64);
-        bar.set_message(summary(&job));
+        bar.set_message(summary(&job, &items));
         if settled(job.status) {
             bar.finish();
             return Ok(());
         }
         tokio::time::sleep(POLL).await;
-        job = read().await?;
+        (job, items) = read().await?;
     }
 }
 
@@ -146,9 +146,8 @@ fn settled(status: JobStatus) -> bool {
     )
 }
 
-fn summary(job: &JobView) -> String {
-    let (removed, rewritten) = job
-        .items
+fn summary(job: &JobView, items: &Counts) -> String {
+    let (removed, rewritten) = items
         .values()
         .fold((0, 0), |(r, w), o| (r + o.removed, w + o.rewritten));
     let failed = if job.failed.is_empty() {
