@@ -162,16 +162,16 @@ pub async fn batch_write(
     batch_write_counting(client, table, requests, &AtomicU64::new(0)).await
 }
 
-/// Runs `calls`, `limit` at once, each to its end even when another fails, and returns the
-/// first error after: none is dropped in the middle, so what the others applied is known (and
-/// counted by those that count).
-pub async fn settle_all<E>(
-    calls: impl IntoIterator<Item = impl Future<Output = Result<(), E>>>,
+/// Runs `calls`, `limit` at once, each to its end even when another fails, and returns their
+/// results (in the order they ended), or the first error after: none is dropped in the
+/// middle, so what the others applied is known (and counted by those that count).
+pub async fn settle_all<T, E>(
+    calls: impl IntoIterator<Item = impl Future<Output = Result<T, E>>>,
     limit: usize,
-) -> Result<(), E> {
+) -> Result<Vec<T>, E> {
     stream::iter(calls)
         .buffer_unordered(limit)
-        .collect::<Vec<Result<(), E>>>()
+        .collect::<Vec<Result<T, E>>>()
         .await
         .into_iter()
         .collect()
@@ -198,6 +198,7 @@ pub async fn batch_write_counting(
         CONCURRENCY,
     )
     .await
+    .map(drop)
 }
 
 async fn write_chunk(
@@ -252,7 +253,7 @@ pub async fn delete_each_counting(
         }
         Ok(())
     });
-    settle_all(deletes, DELETE_CONCURRENCY).await
+    settle_all(deletes, DELETE_CONCURRENCY).await.map(drop)
 }
 
 /// Reads the items at `keys` (missing ones are simply absent from the answer), 100 to a batch.

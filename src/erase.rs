@@ -435,20 +435,27 @@ impl DataStore {
                 if past_deadline(progressed) {
                     return Ok(Some(position));
                 }
-                dynamo::settle_all(
-                    chunk
-                        .iter()
-                        .map(|(annotation, _)| self.sweep(tenant, annotation, tally)),
+                let finished = dynamo::settle_all(
+                    chunk.iter().map(|(annotation, marker)| async move {
+                        let finished = self.sweep(tenant, annotation, deadline, tally).await?;
+                        Ok::<_, StoreError>(finished.then_some(marker))
+                    }),
                     READ_CONCURRENCY,
                 )
                 .await?;
                 // The markers go last, once their sweeps are done: in batches, not one by one.
-                let markers = chunk
+                // A sweep stopped at the deadline keeps its marker for the next pass.
+                let markers: Vec<_> = finished
                     .iter()
-                    .map(|(_, marker)| dynamo::delete_request(marker))
+                    .flatten()
+                    .map(|marker| dynamo::delete_request(marker))
                     .collect();
+                let unfinished = markers.len() < chunk.len();
                 dynamo::batch_write(&self.client, &self.table, markers).await?;
                 progressed = true;
+                if unfinished {
+                    return Ok(Some(position));
+                }
             }
         }
         Ok(None)
@@ -733,61 +740,94 @@ impl DataStore {
 
     /// Sweeps one annotation whose comments a task removed: the reactions of comments that are
     /// gone, and the annotation with its views once it has no comment left (its marker is the
-    /// caller's to delete, after). One consistent Query reads the annotation and what is under it.
+    /// caller's to delete, after). Returns whether the sweep finished.
+    ///
+    /// The annotation's subtree is one key range, read consistently `tuning.sweep_page` items
+    /// at a time and dealt with page by page: the annotation first, then each comment followed
+    /// by its reactions, then the views. So memory and the work between two looks at the
+    /// deadline stay bounded whatever the annotation holds (200,000 views are 200 pages, not
+    /// one call). Once `deadline` has passed the sweep stops after a page that removed
+    /// something, unfinished; the next pass meets the marker and sweeps again from the top,
+    /// where what this one removed is gone. The annotation itself goes last, after its views.
     async fn sweep(
         &self,
         tenant: &Tenant,
         annotation: &Key,
+        deadline: Option<Instant>,
         tally: &Tally,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         // Hash components have a fixed length, so this prefix matches only the annotation and
         // the entities under it.
-        let items = dynamo::query_all(
-            &self.client,
-            &self.table,
-            &annotation.pk,
-            &annotation.sk,
-            true,
-        )
-        .await?;
         let mut itself = None;
-        let mut under = Vec::new();
-        for item in items {
-            let (key, stored) = parse_stored(item)?;
-            if key == *annotation {
-                itself = Some(stored.entity);
-            } else {
-                under.push((key, stored.entity));
+        let mut has_comments = false;
+        // The sort-key prefix of the last comment read: the reactions under it are its own.
+        let mut comment_prefix: Option<String> = None;
+        let mut start = None;
+        loop {
+            let page = dynamo::query_prefix(
+                &self.client,
+                &self.table,
+                &annotation.pk,
+                &annotation.sk,
+                self.tuning.sweep_page,
+                start,
+                true,
+            )
+            .await?;
+            let mut removals = Vec::new();
+            for item in page.items {
+                let (key, stored) = parse_stored(item)?;
+                let remove = match &stored.entity {
+                    _ if key == *annotation => {
+                        itself = Some(stored.entity);
+                        continue;
+                    }
+                    Entity::Comment(_) => {
+                        has_comments = true;
+                        comment_prefix = Some(format!("{}#", key.sk));
+                        false
+                    }
+                    Entity::CommentReaction(_) => !comment_prefix
+                        .as_deref()
+                        .is_some_and(|comment| key.sk.starts_with(comment)),
+                    // Views sort after every comment: by now it is known whether any is left.
+                    // An annotation already gone is left as it was found, views and all.
+                    Entity::View(_) => itself.is_some() && !has_comments,
+                    _ => false,
+                };
+                if remove {
+                    removals.push(Removal {
+                        key,
+                        entity: stored.entity,
+                        children: Vec::new(),
+                    });
+                }
+            }
+            self.remove(tenant, &removals, &HashSet::new(), tally)
+                .await?;
+            match page.next {
+                Some(next) => start = Some(next),
+                None => break,
+            }
+            if !removals.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
             }
         }
-        let comments: BTreeSet<String> = under
-            .iter()
-            .filter(|(_, e)| matches!(e, Entity::Comment(_)))
-            .map(|(k, _)| format!("{}#", k.sk))
-            .collect();
-        let orphan = |key: &Key, entity: &Entity| {
-            matches!(entity, Entity::CommentReaction(_))
-                && !comments.iter().any(|c| key.sk.starts_with(c.as_str()))
-        };
-        let removals: Vec<Removal> = match itself {
-            Some(entity) if comments.is_empty() => vec![Removal {
+        if let (Some(entity), false) = (itself, has_comments) {
+            let removal = Removal {
                 key: annotation.clone(),
                 entity,
-                children: under,
-            }],
-            // An annotation already gone is left as it was found, views and all; only the
-            // reactions of removed comments are this sweep's to remove.
-            _ => under
-                .into_iter()
-                .filter(|(k, e)| orphan(k, e))
-                .map(|(key, entity)| Removal {
-                    key,
-                    entity,
-                    children: Vec::new(),
-                })
-                .collect(),
-        };
-        self.remove(tenant, &removals, &HashSet::new(), tally).await
+                children: Vec::new(),
+            };
+            self.remove(
+                tenant,
+                std::slice::from_ref(&removal),
+                &HashSet::new(),
+                tally,
+            )
+            .await?;
+        }
+        Ok(true)
     }
 
     /// Rewrites the entity at `key` as the deleter says, conditioned on the version read, so a

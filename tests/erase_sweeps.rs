@@ -11,6 +11,7 @@ use common::{entity_of, TestEnv};
 use erasure::domain::ids::UserId;
 use erasure::domain::task::TaskKind;
 use erasure::features::deleter;
+use erasure::store::tuning::Tuning;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 
@@ -78,4 +79,84 @@ async fn a_pass_stopped_before_its_sweep_leaves_a_marker_the_next_pass_sweeps() 
     both += second.outcome;
     assert_eq!(both, at_once, "two passes count what one pass counts");
     assert_eq!(kinds(&env.scan(&env.tables.data).await), left_at_once);
+}
+
+/// An annotation viewed `VIEWERS` times, whose one comment is u1's: erasing u1's comments
+/// empties it, and its sweep must remove the annotation with every view.
+fn crowded_world() -> String {
+    let viewers: Vec<String> = (0..VIEWERS).map(|v| format!("viewer-{v}")).collect();
+    serde_json::json!({
+        "users": [{"userId": "u1", "name": "Una One", "email": "una@example.com"}],
+        "organizations": [{"organizationId": "o", "documents": [{
+            "documentId": "d",
+            "commentAnnotations": [{
+                "annotationId": "a", "viewedBy": viewers,
+                "comments": [{"commentId": "c", "from": "u1", "text": "hello"}]
+            }]
+        }]}],
+    })
+    .to_string()
+}
+
+const VIEWERS: usize = 2_000;
+const SWEEP_PAGE: i32 = 250;
+
+#[tokio::test]
+async fn a_crowded_annotations_sweep_goes_page_by_page_across_passes_and_counts_once() {
+    let u1 = UserId::parse("u1").unwrap();
+    let comments = deleter(TaskKind::Comments);
+    let env = TestEnv::new().await;
+    let tenant = env.tenant();
+    env.seed(&tenant, &crowded_world()).await;
+    let expected = env
+        .data
+        .preview(&tenant, &u1, comments, &[], &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(expected.removed as usize, VIEWERS + 2, "{expected:?}");
+
+    // Every pass is given a deadline that has already passed, as `cargo lambda watch` gives
+    // every invocation: each must stop after a bounded piece of the sweep and still progress.
+    let data = env.data.clone().with_tuning(Tuning {
+        sweep_page: SWEEP_PAGE,
+        ..Tuning::default()
+    });
+    let mut total = erasure::domain::task::Outcome::default();
+    let mut passes = Vec::new();
+    let mut from = 0;
+    loop {
+        let pass = data
+            .erase_until(&tenant, &u1, comments, &[], from, Some(Instant::now()))
+            .await
+            .unwrap();
+        passes.push(pass.outcome.removed);
+        total += pass.outcome;
+        match pass.resume_at {
+            Some(at) => from = at,
+            None => break,
+        }
+        assert!(passes.len() <= 2 * VIEWERS, "the passes do not progress");
+    }
+    eprintln!("removed per pass: {passes:?}");
+    // The first pass removes the comment and stops before the sweep; each later one sweeps a
+    // page of views at most (the annotation goes with the last).
+    assert!(
+        passes.iter().all(|&n| n <= SWEEP_PAGE as u64 + 1),
+        "a pass did more than a page of the sweep: {passes:?}"
+    );
+    assert!(passes.len() > VIEWERS / SWEEP_PAGE as usize, "{passes:?}");
+    assert_eq!(total, expected, "the passes count what the dry run counts");
+    let left = kinds(&env.scan(&env.tables.data).await);
+    assert!(
+        !left
+            .iter()
+            .any(|k| k == "View" || k == "Annotation" || k == "Comment"),
+        "{left:?}"
+    );
+    assert_eq!(
+        data.remaining_references(&tenant, &u1, comments, &[])
+            .await
+            .unwrap(),
+        0
+    );
 }

@@ -8,13 +8,19 @@ use crate::config::ConfigError;
 pub struct Tuning {
     /// Pages of one task dealt with at once (each page also has its own batches in flight).
     pub pages_in_flight: usize,
+    /// Items of an annotation's subtree a sweep reads and deals with at a time: the most it
+    /// holds in memory, and does between two looks at the deadline.
+    pub sweep_page: i32,
 }
 
 impl Default for Tuning {
     /// Measured on dynalite with `make bench` (docs/PERFORMANCE.md): 4 pages keep the emulator
     /// busy; more only queue.
     fn default() -> Self {
-        Self { pages_in_flight: 4 }
+        Self {
+            pages_in_flight: 4,
+            sweep_page: 1_000,
+        }
     }
 }
 
@@ -25,7 +31,10 @@ impl Tuning {
         match std::env::var(NAME) {
             Err(_) => Ok(Self::default()),
             Ok(raw) => match raw.parse::<usize>() {
-                Ok(n) if (1..=64).contains(&n) => Ok(Self { pages_in_flight: n }),
+                Ok(n) if (1..=64).contains(&n) => Ok(Self {
+                    pages_in_flight: n,
+                    ..Self::default()
+                }),
                 _ => Err(ConfigError::Invalid {
                     name: NAME,
                     reason: format!("must be a whole number from 1 to 64, not {raw:?}"),
