@@ -300,3 +300,125 @@ async fn a_success_recorded_on_the_task_but_not_on_the_job_is_counted_once_with_
         assert_completed_exactly(&env, &job_id, &expected).await;
     }
 }
+
+/// Stalls, once, the whole process of the client it is given to (the thread blocks, as in a
+/// freeze or a pause for breath of the host) just before it sends the first batch that deletes
+/// document-access entities, for `STALL`.
+#[derive(Debug, Clone, Default)]
+struct StallOnce {
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+const STALL: Duration = Duration::from_millis(2_500);
+
+impl aws_sdk_dynamodb::config::Intercept for StallOnce {
+    fn name(&self) -> &'static str {
+        "StallOnce"
+    }
+
+    fn modify_before_transmit(
+        &self,
+        context: &mut aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextMut<
+            '_,
+        >,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let deletes_access =
+            context.request().body().bytes().is_some_and(|body| {
+                String::from_utf8_lossy(body).contains(r#""sk":{"S":"ACCESS#"#)
+            });
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .is_some_and(|t| t.ends_with("BatchWriteItem"));
+        if target && deletes_access && !self.stalled.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            std::thread::sleep(STALL);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_holder_that_stalls_past_its_lease_never_counts_what_the_copy_that_took_over_counts() {
+    let (env, expected) = seeded().await;
+    let timing = LeaseTiming {
+        term: Duration::from_secs(1),
+        renewal: Duration::from_millis(20),
+    };
+    let job_id = env.start_job(r#"{"data":{"userIds":["dup"]}}"#).await;
+    let sent = env.receive(&env.queue_url).await;
+    assert_eq!(sent.len(), 1, "one user, one message");
+    let delivery = |id: &str| Delivery {
+        message_id: id.into(),
+        body: sent[0].body().unwrap().to_owned(),
+        receive_count: 1,
+    };
+    let (first, copy) = (delivery("a"), delivery("b"));
+
+    // Run A, in a process of its own (a thread with its own runtime and clients): its leases
+    // last 1 s from their last renewal; it stalls for 2.5 s in the middle of a page, its
+    // leases end, and a copy B of its message takes the tasks over.
+    let stall = StallOnce::default();
+    let run_a = {
+        let (stall, tables, queue_url) = (stall.clone(), env.tables.clone(), env.queue_url.clone());
+        let deadline = env.deadline();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let (dynamodb, sqs) = erasure::infra::emulator_clients(
+                    &common::emulators::dynamodb_endpoint(),
+                    &common::emulators::sqs_endpoint(),
+                )
+                .await;
+                let stalling = aws_sdk_dynamodb::Client::from_conf(
+                    dynamodb.config().to_builder().interceptor(stall).build(),
+                );
+                let a = erasure::worker::Worker::new(
+                    erasure::control::ControlStore::new(dynamodb, &tables.control),
+                    DataStore::new(stalling, &tables.data),
+                    erasure::queue::TaskQueue::new(sqs, &queue_url),
+                    erasure::infra::MAX_RECEIVE_COUNT,
+                )
+                .with_lease_timing(timing);
+                a.handle(vec![first], deadline).await
+            })
+        })
+    };
+    while !stall.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // A's leases have ended while it stalls: B takes its tasks over and runs them.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let b = env.worker.clone().with_lease_timing(timing);
+    let b_failed = b.handle(vec![copy], env.deadline()).await;
+    let a_failed = tokio::task::spawn_blocking(move || run_a.join().unwrap())
+        .await
+        .unwrap();
+    env.drain(&env.worker).await;
+    let status = env.status(&job_id).await;
+    assert_eq!(status["jobStatus"], "completed", "{status}");
+    let counted = per_kind(&status["items"], true);
+    for (kind, want) in &expected {
+        let got = counted
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(0, |(_, n)| *n);
+        assert!(
+            got <= *want,
+            "{kind}: counted {got}, more than the {want} removed"
+        );
+    }
+    eprintln!("counted {counted:?} of {expected:?}");
+    assert_nothing_names_the_user(&env).await;
+    assert_eq!(
+        a_failed,
+        ["a"],
+        "the stalled run lost its lease to the copy (B's run: {b_failed:?})"
+    );
+}
