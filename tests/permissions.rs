@@ -212,6 +212,12 @@ async fn the_api_role_allows_exactly_the_calls_the_api_makes() {
     assert_eq!(status, 200, "{answer}");
     let status_body = format!(r#"{{"data":{{"jobId":"{job_id}"}}}}"#);
     assert_eq!(post(&api, STATUS, &CREDENTIALS, &status_body).await.0, 200);
+    // A running job's status reads its task items too (the worker's first delivery marks it).
+    env.control
+        .mark_running(&JobId::parse(&job_id).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(post(&api, STATUS, &CREDENTIALS, &status_body).await.0, 200);
     let unknown = format!(r#"{{"data":{{"jobId":"{}"}}}}"#, JobId::generate());
     assert_eq!(post(&api, STATUS, &CREDENTIALS, &unknown).await.0, 404);
     // An export: the tombstone's consistent read, one Query per section, the targets.

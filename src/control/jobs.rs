@@ -39,6 +39,18 @@ impl SendClaim {
     }
 }
 
+/// Why a task's success was not recorded: which of its two updates failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SuccessError {
+    /// The task item could not be marked finished (the update may or may not have been applied).
+    #[error("the task's item could not be marked finished")]
+    Finish(#[source] DynamoError),
+    /// The task item says it finished, but the job does not count it yet: the task's next
+    /// delivery finds it finished and makes the job's update ([`ControlStore::complete_task`]).
+    #[error("the task finished but the job could not count it")]
+    Complete(#[source] DynamoError),
+}
+
 /// A job as it is created.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -437,12 +449,14 @@ impl ControlStore {
         kind: TaskKind,
         outcome: Outcome,
         now_ms: i64,
-    ) -> Result<Option<JobView>, DynamoError> {
-        let Some(total) = self.finish_task(job_id, lease, outcome).await? else {
+    ) -> Result<Option<JobView>, SuccessError> {
+        let finished = self.finish_task(job_id, lease, outcome).await;
+        let Some(total) = finished.map_err(SuccessError::Finish)? else {
             return Ok(None);
         };
         self.complete_task(job_id, &lease.task_id, kind, total, now_ms)
             .await
+            .map_err(SuccessError::Complete)
     }
 
     /// Adds a finished task to the job's succeeded tasks and its `total` (what all its runs

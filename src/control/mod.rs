@@ -14,7 +14,7 @@ mod tenants;
 
 pub use audit::{LiftAudit, LiftOutcome, LIFT_ACTION};
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
-pub use jobs::{JobView, NewJob, SendClaim};
+pub use jobs::{JobView, NewJob, SendClaim, SuccessError};
 pub use open_jobs::OpenEntry;
 pub use tasks::{Counts, TaskClaim, TaskLease};
 pub use tenants::{generate_auth_token, Webhook};

@@ -24,6 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{key, number, string, ControlStore, JobView};
 use crate::domain::ids::JobId;
+use crate::domain::job::JobStatus;
 use crate::domain::task::{parse_task_id, Outcome, TaskKind};
 use crate::dynamo::{self, DynamoError, Item};
 
@@ -338,12 +339,14 @@ impl ControlStore {
     }
 
     /// What the job's tasks removed and rewrote, per feature: the succeeded tasks' totals on the
-    /// job item and, while some task has not succeeded, what the others' items count so far
+    /// job item and, while some task of a running or ended job has not succeeded, what the
+    /// others' items count so far
     /// (read consistently, in one Query of the job's task items: a page holds ~7,000). A
     /// succeeded task is counted from the job item alone, whichever read saw it succeed.
     pub async fn job_counts(&self, job: &JobView) -> Result<Counts, DynamoError> {
         let mut counts = job.succeeded_items.clone();
-        if job.succeeded.len() >= job.tasks_count {
+        // A queued job has no task items yet: the first delivery marks it running first.
+        if job.succeeded.len() >= job.tasks_count || job.status == JobStatus::Queued {
             return Ok(counts);
         }
         let items = dynamo::query_all(

@@ -12,7 +12,7 @@ use futures::future::join_all;
 use tracing::Instrument;
 
 use crate::clock::now_ms;
-use crate::control::{ControlStore, JobView, TaskClaim, TaskLease};
+use crate::control::{ControlStore, JobView, SuccessError, TaskClaim, TaskLease};
 use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::task::{Outcome, Task, TaskMessage};
@@ -397,7 +397,7 @@ impl Worker {
                     .await;
                 let settled = match recorded {
                     Ok(settled) => settled,
-                    Err(error) => {
+                    Err(SuccessError::Finish(error)) => {
                         // Keep the counts and give the lease back, so that the retry that
                         // records the success finds nothing left to count and no lease held.
                         if let Err(error) = self.record_progress(task, lease, unrecorded, now).await
@@ -409,6 +409,9 @@ impl Worker {
                         }
                         return Err(error.into());
                     }
+                    // The task's item holds its end and its total; the retry finds it finished
+                    // and completes it on the job.
+                    Err(SuccessError::Complete(error)) => return Err(error.into()),
                 };
                 self.metrics
                     .task_done(task.kind, outcome, started.elapsed());
