@@ -340,9 +340,9 @@ impl ControlStore {
 
     /// What the job's tasks removed and rewrote, per feature: the succeeded tasks' totals on the
     /// job item and, while some task of a running or ended job has not succeeded, what the
-    /// others' items count so far
-    /// (read consistently, in one Query of the job's task items: a page holds ~7,000). A
-    /// succeeded task is counted from the job item alone, whichever read saw it succeed.
+    /// others' items count so far, read consistently in one Query of the job's task items (a
+    /// 1 MB page holds ~7,000). A task that succeeds between the job's read and this Query is
+    /// counted once: from its item, since the job read does not list it as succeeded.
     pub async fn job_counts(&self, job: &JobView) -> Result<Counts, DynamoError> {
         let mut counts = job.succeeded_items.clone();
         // A queued job has no task items yet: the first delivery marks it running first.
