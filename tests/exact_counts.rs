@@ -274,17 +274,22 @@ async fn a_success_recorded_on_the_task_but_not_on_the_job_is_counted_once_with_
     // total then, once.
     // One task's updates only (the rule counts attempts, and the job's nine tasks end at once):
     // the job's update names the task by `:id`; the task item's finish is the one update of
-    // its key that returns the item.
-    for (needle, kind) in [
-        (r#"{"S":"t0.profile"}"#, Kind::ServerError),
+    // the task's item that sets `finishedBy`.
+    for (needle, task, kind) in [
         (
-            r#"TASK#t0.profile"}},"ReturnValues":"ALL_NEW""#,
+            r#"{"S":"t0.profile"}"#,
+            "ADD succeededTasks",
+            Kind::ServerError,
+        ),
+        (
+            "SET finishedBy",
+            r#"{"S":"TASK#t0.profile"}"#,
             Kind::LostAnswer,
         ),
     ] {
         let (env, expected) = seeded().await;
         let faults = Faults::start().await;
-        faults.add(Rule::new("UpdateItem", needle, kind).times(3));
+        faults.add(Rule::new("UpdateItem", needle, kind).and(task).times(3));
         let worker = erasure::worker::Worker::new(
             erasure::control::ControlStore::new(
                 faults.dynamodb(&env.dynamodb),

@@ -30,12 +30,16 @@ pub enum Kind {
 }
 
 /// Which attempts fail: those of `operation` (e.g. `UpdateItem`) whose request body contains
-/// `needle`, from the `skip`-th matching attempt on, `count` of them. Every attempt counts, so
-/// `count` of the SDK's attempts per call (3) makes a call fail past its retries.
+/// `needle` (and every one of `also`), from the `skip`-th matching attempt on, `count` of them.
+/// Every attempt counts, so `count` of the SDK's attempts per call (3) makes a call fail past
+/// its retries. Needles match parts of the JSON body; the order of a map's entries in it (an
+/// item's key, expression values) changes from one process to the next, so a needle must not
+/// span two of them.
 #[derive(Debug)]
 pub struct Rule {
     pub operation: &'static str,
     pub needle: &'static str,
+    pub also: Vec<&'static str>,
     pub skip: usize,
     pub count: usize,
     pub kind: Kind,
@@ -47,11 +51,18 @@ impl Rule {
         Self {
             operation,
             needle,
+            also: Vec::new(),
             skip: 0,
             count: usize::MAX,
             kind,
             seen: AtomicUsize::new(0),
         }
+    }
+
+    /// Matches only bodies that also contain `needle`.
+    pub fn and(mut self, needle: &'static str) -> Self {
+        self.also.push(needle);
+        self
     }
 
     /// Lets the first `skip` matching attempts through.
@@ -219,9 +230,11 @@ impl Faults {
 
     fn decide(&self, operation: &str, body: &str) -> Option<Kind> {
         let rules = self.rules.lock().unwrap();
-        let rule = rules
-            .iter()
-            .find(|r| r.operation == operation && body.contains(r.needle))?;
+        let rule = rules.iter().find(|r| {
+            r.operation == operation
+                && body.contains(r.needle)
+                && r.also.iter().all(|needle| body.contains(needle))
+        })?;
         let n = rule.seen.fetch_add(1, Ordering::SeqCst);
         (n >= rule.skip && n - rule.skip < rule.count).then_some(rule.kind)
     }
