@@ -483,6 +483,29 @@ impl Bench {
         (elapsed, job_id)
     }
 
+    /// Marks the job running and claims every one of its tasks, as deliveries would: each task
+    /// then has its item, holding a lease (not timed).
+    async fn run_every_task(&self, job_id: &str) {
+        let control = ControlStore::new(self.dynamodb.clone(), &self.tables.control);
+        let id = JobId::parse(job_id).expect("a job id");
+        control.mark_running(&id).await.expect("job marked running");
+        let job = control.get_job(&id).await.expect("job read").expect("job");
+        let now = erasure::clock::now_ms();
+        futures::stream::iter(job.task_ids())
+            .map(|task| {
+                let (control, id) = (&control, &id);
+                async move {
+                    control
+                        .claim_task(id, &task, now + 600_000, now, job.expires_at)
+                        .await
+                        .expect("task claimed")
+                }
+            })
+            .buffer_unordered(16)
+            .collect::<Vec<_>>()
+            .await;
+    }
+
     async fn job_status(&self, job_id: &str) -> Duration {
         let body = serde_json::json!({"data": {"jobId": job_id}}).to_string();
         let (elapsed, status, answer) = self.call("/v2/users/data/delete/status", body).await;
@@ -601,6 +624,9 @@ struct ApiLatency {
     floor: Vec<Duration>,
     hundred_users: Vec<Duration>,
     status: Vec<Duration>,
+    /// The status of a 100-user job whose 900 tasks are all running: the job item, then a
+    /// Query of its 900 task items.
+    status_running: Vec<Duration>,
 }
 
 impl ApiLatency {
@@ -674,7 +700,11 @@ impl ApiLatency {
             "POST delete, 100 users (900 tasks, 100 msgs)",
             self.hundred_users.clone(),
         );
-        latency_row("POST delete/status", self.status.clone());
+        latency_row("POST delete/status, queued job", self.status.clone());
+        latency_row(
+            "POST delete/status, 100 users, 900 running",
+            self.status_running.clone(),
+        );
         println!("{rule}");
     }
 }
@@ -702,15 +732,23 @@ async fn measure_api(bench: &Bench) -> ApiLatency {
         bench.purge_queue().await;
     }
     let mut hundred_users = Vec::new();
+    let mut hundred_user_job = None;
     for round in 0..API_REQUESTS_MANY {
         let users: Vec<String> = (0..100).map(|k| format!("api-many-{round}-{k}")).collect();
-        let (elapsed, _) = bench.start_job(&users).await;
+        let (elapsed, job_id) = bench.start_job(&users).await;
         hundred_users.push(elapsed);
+        hundred_user_job = Some(job_id);
         bench.purge_queue().await;
     }
     let mut status = Vec::new();
     for job_id in job_ids.iter().skip(API_WARMUP) {
         status.push(bench.job_status(job_id).await);
+    }
+    let running = hundred_user_job.expect("a 100-user job");
+    bench.run_every_task(&running).await;
+    let mut status_running = Vec::new();
+    for _ in 0..API_REQUESTS_MANY * 10 {
+        status_running.push(bench.job_status(&running).await);
     }
     ApiLatency {
         one_user,
@@ -718,6 +756,7 @@ async fn measure_api(bench: &Bench) -> ApiLatency {
         floor,
         hundred_users,
         status,
+        status_running,
     }
 }
 
