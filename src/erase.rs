@@ -756,14 +756,14 @@ impl DataStore {
         deadline: Option<Instant>,
         tally: &Tally,
     ) -> Result<bool, StoreError> {
-        // Hash components have a fixed length, so this prefix matches only the annotation and
-        // the entities under it.
         let mut itself = None;
         let mut has_comments = false;
         // The sort-key prefix of the last comment read: the reactions under it are its own.
         let mut comment_prefix: Option<String> = None;
         let mut start = None;
         loop {
+            // Hash components have a fixed length, so this prefix matches only the annotation
+            // and the entities under it.
             let page = dynamo::query_prefix(
                 &self.client,
                 &self.table,
@@ -775,6 +775,9 @@ impl DataStore {
             )
             .await?;
             let mut removals = Vec::new();
+            // Set at the first view the annotation keeps: views sort last, so nothing after it
+            // is this sweep's to remove, and the rest of the subtree is not read.
+            let mut rest_kept = false;
             for item in page.items {
                 let (key, stored) = parse_stored(item)?;
                 let remove = match &stored.entity {
@@ -792,7 +795,11 @@ impl DataStore {
                         .is_some_and(|comment| key.sk.starts_with(comment)),
                     // Views sort after every comment: by now it is known whether any is left.
                     // An annotation already gone is left as it was found, views and all.
-                    Entity::View(_) => itself.is_some() && !has_comments,
+                    Entity::View(_) if itself.is_some() && !has_comments => true,
+                    Entity::View(_) => {
+                        rest_kept = true;
+                        break;
+                    }
                     _ => false,
                 };
                 if remove {
@@ -805,6 +812,9 @@ impl DataStore {
             }
             self.remove(tenant, &removals, &HashSet::new(), tally)
                 .await?;
+            if rest_kept {
+                break;
+            }
             match page.next {
                 Some(next) => start = Some(next),
                 None => break,

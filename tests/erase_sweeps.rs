@@ -12,6 +12,7 @@ use erasure::domain::ids::UserId;
 use erasure::domain::task::TaskKind;
 use erasure::features::deleter;
 use erasure::store::tuning::Tuning;
+use erasure::store::DataStore;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 
@@ -159,4 +160,76 @@ async fn a_crowded_annotations_sweep_goes_page_by_page_across_passes_and_counts_
             .unwrap(),
         0
     );
+}
+
+/// Counts the `Query` calls of the client it is given to.
+#[derive(Debug, Clone, Default)]
+struct Queries(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl aws_sdk_dynamodb::config::Intercept for Queries {
+    fn name(&self) -> &'static str {
+        "Queries"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        if context
+            .input()
+            .downcast_ref::<aws_sdk_dynamodb::operation::query::QueryInput>()
+            .is_some()
+        {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_sweep_stops_reading_at_the_first_view_its_annotation_keeps() {
+    // The crowded annotation, with a second comment, by someone who is not erased: erasing
+    // u1's comments keeps the annotation and its 2,000 views, and the sweep need not read them.
+    let u1 = UserId::parse("u1").unwrap();
+    let comments = deleter(TaskKind::Comments);
+    let env = TestEnv::new().await;
+    let tenant = env.tenant();
+    let mut world: serde_json::Value = serde_json::from_str(&crowded_world()).unwrap();
+    world["organizations"][0]["documents"][0]["commentAnnotations"][0]["comments"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"commentId": "c2", "from": "u2", "text": "still here"}));
+    env.seed(&tenant, &world.to_string()).await;
+    let expected = env
+        .data
+        .preview(&tenant, &u1, comments, &[], &mut Default::default())
+        .await
+        .unwrap();
+    assert_eq!(expected.removed, 1, "{expected:?}");
+
+    let queries = Queries::default();
+    let counted = aws_sdk_dynamodb::Client::from_conf(
+        env.dynamodb
+            .config()
+            .to_builder()
+            .interceptor(queries.clone())
+            .build(),
+    );
+    let data = DataStore::new(counted, &env.tables.data).with_tuning(Tuning {
+        sweep_page: SWEEP_PAGE,
+        ..Tuning::default()
+    });
+    let outcome = data.erase(&tenant, &u1, comments, &[]).await.unwrap();
+    assert_eq!(outcome, expected);
+    let queries = queries.0.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("Query calls of the erasure: {queries}");
+    // One page of u1's references, one of the sweep: the annotation, the comment left and the
+    // first view. Reading every view would take 1 + 2,002 / 250 pages more.
+    assert!(queries <= 3, "{queries} Query calls");
+    let left = kinds(&env.scan(&env.tables.data).await);
+    assert_eq!(left.iter().filter(|k| *k == "View").count(), VIEWERS);
+    assert!(left.iter().any(|k| k == "Annotation") && left.iter().any(|k| k == "Comment"));
 }
