@@ -18,7 +18,6 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_dynamodb::operation::get_item::builders::GetItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
@@ -127,13 +126,18 @@ impl ControlStore {
             .set_key(Some(task_key(job_id, task_id)))
     }
 
-    /// A consistent read of a task's item.
-    fn read_task(&self, job_id: &JobId, task_id: &str) -> GetItemFluentBuilder {
-        self.client
+    /// A task's item, read consistently (under 1 KB: read whole).
+    async fn read_task(&self, job_id: &JobId, task_id: &str) -> Result<Option<Item>, DynamoError> {
+        let output = self
+            .client
             .get_item()
             .table_name(&self.table)
             .set_key(Some(task_key(job_id, task_id)))
             .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| DynamoError::call("GetItem", e))?;
+        Ok(output.item)
     }
 
     /// Claims `task_id` of the job until `until_ms`, unless it has finished or another
@@ -287,13 +291,9 @@ impl ControlStore {
             Err(error) if dynamo::is_conditional_check_failed(&error) => {}
             Err(error) => return Err(DynamoError::call("UpdateItem", error)),
         }
-        let output = self
+        Ok(self
             .read_task(job_id, &lease.task_id)
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("GetItem", e))?;
-        Ok(output
-            .item
+            .await?
             .filter(|item| string(item, "finishedBy").as_deref() == Some(&lease.holder))
             .map(|item| task_outcome(&item)))
     }
@@ -304,13 +304,7 @@ impl ControlStore {
         job_id: &JobId,
         lease: &TaskLease,
     ) -> Result<Option<u32>, DynamoError> {
-        let output = self
-            .read_task(job_id, &lease.task_id)
-            .projection_expression("holder, checkpoint")
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("GetItem", e))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.read_task(job_id, &lease.task_id).await? else {
             return Ok(None);
         };
         if string(&item, "holder").as_deref() != Some(&lease.holder) {
@@ -321,12 +315,7 @@ impl ControlStore {
 
     /// The task's state, read consistently.
     async fn task_state(&self, job_id: &JobId, task_id: &str) -> Result<TaskState, DynamoError> {
-        let output = self
-            .read_task(job_id, task_id)
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("GetItem", e))?;
-        let Some(item) = output.item else {
+        let Some(item) = self.read_task(job_id, task_id).await? else {
             return Ok(TaskState::Free);
         };
         if item.contains_key("finishedBy") {
