@@ -128,13 +128,7 @@ async fn a_hundred_user_jobs_bookkeeping_is_measured_in_write_units() {
     )
     .await;
     let measured = WriteUnits::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        env.dynamodb
-            .config()
-            .to_builder()
-            .interceptor(measured.clone())
-            .build(),
-    );
+    let counted = common::intercepted(&env.dynamodb, measured.clone());
     let worker = Worker::new(
         ControlStore::new(counted, &env.tables.control),
         env.data.clone(),

@@ -211,13 +211,7 @@ async fn a_sweep_stops_reading_at_the_first_view_its_annotation_keeps() {
     assert_eq!(expected.removed, 1, "{expected:?}");
 
     let queries = Queries::default();
-    let counted = aws_sdk_dynamodb::Client::from_conf(
-        env.dynamodb
-            .config()
-            .to_builder()
-            .interceptor(queries.clone())
-            .build(),
-    );
+    let counted = common::intercepted(&env.dynamodb, queries.clone());
     let data = DataStore::new(counted, &env.tables.data).with_tuning(Tuning {
         sweep_page: SWEEP_PAGE,
         ..Tuning::default()

@@ -432,6 +432,20 @@ pub fn key_of(item: &Item) -> (String, String) {
     (s("pk"), s("sk"))
 }
 
+/// A DynamoDB client like `client` that also runs `interceptor` on every call.
+pub fn intercepted(
+    client: &aws_sdk_dynamodb::Client,
+    interceptor: impl aws_sdk_dynamodb::config::Intercept + 'static,
+) -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .interceptor(interceptor)
+            .build(),
+    )
+}
+
 /// Whether a control-table item is a job's own item (not one of its task items).
 pub fn is_job_item(item: &Item) -> bool {
     let (pk, sk) = key_of(item);

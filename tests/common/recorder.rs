@@ -36,13 +36,7 @@ impl Recorder {
 
     /// A DynamoDB client like `client` that records its calls here.
     pub fn dynamodb(&self, client: &aws_sdk_dynamodb::Client) -> aws_sdk_dynamodb::Client {
-        aws_sdk_dynamodb::Client::from_conf(
-            client
-                .config()
-                .to_builder()
-                .interceptor(self.clone())
-                .build(),
-        )
+        super::intercepted(client, self.clone())
     }
 
     /// An SQS client like `client` that records its calls here.
