@@ -1,7 +1,8 @@
 //! `cargo bench --bench erasure` (or `make bench`, which starts the emulators): measures,
 //! against dynalite (DynamoDB) and moto (SQS) on loopback, in one run:
 //!
-//! - P1: the worker's path (the nine tasks of one user at once, `DataStore::erase`) erasing a
+//! - P1: the worker's path (the nine tasks of one user at once, each under its lease and
+//!   ledger: `DataStore::erase_recorded` with the worker's `TaskLedger`) erasing a
 //!   100,000-entity user, against a plain loop (Query the user's references, BatchWriteItem-
 //!   delete references and targets, 8 batches in flight) on the same emulator and an identical
 //!   user: entities/s and DynamoDB calls per entity for both, and their ratio (goal ≥ 0.9);
@@ -32,19 +33,21 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_types::config_bag::ConfigBag;
 use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
-use erasure::control::ControlStore;
+use erasure::control::{ControlStore, TaskClaim};
 use erasure::domain::entity::Entity;
 use erasure::domain::ids::{ApiKey, JobId, UserId};
 use erasure::domain::task::Outcome;
 use erasure::domain::task::TaskKind;
 use erasure::domain::tenant::Tenant;
 use erasure::dynamo;
+use erasure::erase::Scope;
 use erasure::features::deleter;
 use erasure::infra;
 use erasure::queue::TaskQueue;
 use erasure::store::synthetic::{background_document, user_world};
 use erasure::store::tuning::Tuning;
 use erasure::store::DataStore;
+use erasure::worker::ledger::TaskLedger;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 
@@ -192,11 +195,38 @@ fn counted(client: &aws_sdk_dynamodb::Client) -> (aws_sdk_dynamodb::Client, Call
     (aws_sdk_dynamodb::Client::from_conf(config), calls)
 }
 
-/// Erases every feature of `user` as the worker runs one user's message: its nine tasks at once.
-async fn erase_user(data: &DataStore, tenant: &Tenant, user: &UserId) -> Outcome {
-    let outcomes = futures::future::try_join_all(
-        TaskKind::ALL.map(|kind| data.erase(tenant, user, deleter(kind), &[])),
-    )
+/// Erases every feature of `user` as the worker runs one user's message: its nine tasks at once,
+/// each under a lease of its own and recorded page by page in its ledger, as the worker does.
+async fn erase_user(
+    data: &DataStore,
+    control: &ControlStore,
+    tenant: &Tenant,
+    user: &UserId,
+) -> Outcome {
+    let job_id = JobId::generate();
+    let now = erasure::clock::now_ms();
+    let expires_at_s = now / 1000 + 3_600;
+    let job_id = &job_id;
+    let outcomes = futures::future::try_join_all(TaskKind::ALL.map(|kind| async move {
+        let task_id = format!("t0.{kind}");
+        let claim = control
+            .claim_task(job_id, &task_id, now + 3_600_000, now, expires_at_s)
+            .await
+            .expect("claim");
+        let TaskClaim::Granted(lease) = claim else {
+            panic!("a new task's claim is granted");
+        };
+        let ledger = TaskLedger::new(control, job_id, &lease, expires_at_s);
+        let scope = Scope {
+            tenant,
+            user,
+            deleter: deleter(kind),
+            organizations: &[],
+        };
+        data.erase_recorded(scope, 0, None, &ledger)
+            .await
+            .map(|pass| pass.outcome)
+    }))
     .await
     .expect("erase");
     let mut total = Outcome::default();
@@ -287,7 +317,7 @@ fn peak_rss_kib() -> u64 {
 }
 
 /// The child's side: runs one arm on `table` for `user`, prints `seconds calls rss_kib`.
-async fn child(arm: &str, table: &str, target: &str) {
+async fn child(arm: &str, tables: &Tables, target: &str) {
     let (dynamodb, _) = infra::emulator_clients(
         &endpoint("ERASURE_BENCH_DYNAMODB_ENDPOINT"),
         &endpoint("ERASURE_BENCH_SQS_ENDPOINT"),
@@ -299,11 +329,12 @@ async fn child(arm: &str, table: &str, target: &str) {
     match arm {
         "engine" => {
             let tuning = Tuning::from_env().expect("ERASE_PAGES_IN_FLIGHT");
-            let data = DataStore::new(client, table).with_tuning(tuning);
-            erase_user(&data, &tenant, &user(target)).await;
+            let data = DataStore::new(client.clone(), &tables.data).with_tuning(tuning);
+            let control = ControlStore::new(client, &tables.control);
+            erase_user(&data, &control, &tenant, &user(target)).await;
         }
         "loop" => {
-            plain_loop(&client, table, &tenant.user_partition(target)).await;
+            plain_loop(&client, &tables.data, &tenant.user_partition(target)).await;
         }
         other => panic!("unknown arm {other}"),
     }
@@ -316,10 +347,11 @@ async fn child(arm: &str, table: &str, target: &str) {
 }
 
 /// Runs one arm in a child process (this binary again).
-fn run_arm(arm: &str, table: &str, target: &str) -> Arm {
+fn run_arm(arm: &str, tables: &Tables, target: &str) -> Arm {
     let output = Command::new(std::env::current_exe().expect("the bench binary"))
         .env("ERASURE_BENCH_ARM", arm)
-        .env("ERASURE_BENCH_ARM_TABLE", table)
+        .env("ERASURE_BENCH_ARM_TABLE", &tables.data)
+        .env("ERASURE_BENCH_ARM_CONTROL", &tables.control)
         .env("ERASURE_BENCH_ARM_USER", target)
         .output()
         .expect("run the arm");
@@ -603,7 +635,7 @@ fn latency_row(name: &str, mut samples: Vec<Duration>) {
 /// Erases `n`-entity user `id` in a child process, checks nothing of theirs is left.
 async fn measured_erase(bench: &Bench, id: &str, n: usize, arm: &str) -> Arm {
     bench.seed_user(id, n).await;
-    let measured = run_arm(arm, &bench.tables.data, id);
+    let measured = run_arm(arm, &bench.tables, id);
     bench.assert_erased(&user(id)).await;
     measured
 }
@@ -807,13 +839,13 @@ async fn run() {
         seed_p1.as_secs_f64(),
         total.elapsed().as_secs_f64()
     );
-    let plain = run_arm("loop", &bench.tables.data, "p1-loop");
+    let plain = run_arm("loop", &bench.tables, "p1-loop");
     bench.assert_erased(&user("p1-loop")).await;
     eprintln!(
         "   the worker's path… ({:.0} s)",
         total.elapsed().as_secs_f64()
     );
-    let engine = run_arm("engine", &bench.tables.data, "p1-engine");
+    let engine = run_arm("engine", &bench.tables, "p1-engine");
     bench.assert_erased(&user("p1-engine")).await;
 
     // Cost growth.
@@ -956,9 +988,12 @@ fn main() {
         .expect("tokio runtime");
     match std::env::var("ERASURE_BENCH_ARM") {
         Ok(arm) => {
-            let table = std::env::var("ERASURE_BENCH_ARM_TABLE").expect("the arm's table");
+            let tables = Tables {
+                data: std::env::var("ERASURE_BENCH_ARM_TABLE").expect("the arm's table"),
+                control: std::env::var("ERASURE_BENCH_ARM_CONTROL").expect("the arm's control"),
+            };
             let target = std::env::var("ERASURE_BENCH_ARM_USER").expect("the arm's user");
-            runtime.block_on(child(&arm, &table, &target));
+            runtime.block_on(child(&arm, &tables, &target));
         }
         Err(_) => runtime.block_on(run()),
     }

@@ -236,14 +236,14 @@ async fn write_chunk(
 pub async fn delete_each_counting(
     client: &Client,
     table: &str,
-    keys: &[Key],
+    keys: Vec<Key>,
     found: &AtomicU64,
 ) -> Result<(), DynamoError> {
-    let deletes = keys.iter().map(|key| async move {
+    let deletes = keys.into_iter().map(|key| async move {
         let output = client
             .delete_item()
             .table_name(table)
-            .set_key(Some(key_item(key)))
+            .set_key(Some(key_item(&key)))
             .return_values(ReturnValue::AllOld)
             .send()
             .await
@@ -374,6 +374,25 @@ pub async fn query_pages(query: QueryFluentBuilder) -> Result<Vec<Item>, DynamoE
             _ => return Ok(items),
         }
     }
+}
+
+/// Every item of `pk` whose sort key lies between `first` and `last`, both included.
+pub async fn query_between(
+    client: &Client,
+    table: &str,
+    pk: &str,
+    (first, last): (&str, &str),
+    consistent: bool,
+) -> Result<Vec<Item>, DynamoError> {
+    let query = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+        .expression_attribute_values(":first", AttributeValue::S(first.to_owned()))
+        .expression_attribute_values(":last", AttributeValue::S(last.to_owned()))
+        .consistent_read(consistent);
+    query_pages(query).await
 }
 
 /// Every item of `pk` whose sort key starts with `prefix`.

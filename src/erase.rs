@@ -7,12 +7,18 @@
 //! until the entity it leads to is dealt with, and a *sweep marker* stays until the annotation
 //! a removed comment leaves behind has been looked at (see [`DataStore::erase_until`]).
 //!
+//! What a task removes is counted page by page through a [`Ledger`]: each page's [`Intent`] is
+//! written down before the page writes anything and closed with the page's count, so that a
+//! run that dies in the middle of a page leaves what its retry needs to count that page's work
+//! ([`DataStore::recover`]); a contested entity is counted by whoever claims it first.
+//!
 //! Calls per entity stay near the floor of a plain BatchWriteItem loop: one Query and one
 //! consistent BatchGetItem per page of 100 references, 25-item BatchWriteItems for the deletes,
 //! and no read per removed entity. A comment's reactions and the annotation it may leave empty
 //! are found by one Query per annotation, once per scope, after the pages (not one per comment).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -21,6 +27,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::FuturesUnordered;
 use futures::{stream, StreamExt, TryStreamExt};
 use serde::de::Error as _;
+use sha2::{Digest, Sha256};
 
 use crate::domain::entity::{
     annotation_of_comment_key, reference_kind_prefix, reference_prefix, Entity, Key,
@@ -63,18 +70,7 @@ impl Pass {
     }
 }
 
-/// A pass that failed, with what it had removed and rewritten before it did: every page and
-/// sweep that ended is in `done`, so the caller can record it before the pass is retried.
-#[derive(Debug, thiserror::Error)]
-#[error("erasure interrupted after removing {} and rewriting {}", done.removed, done.rewritten)]
-pub struct Interrupted {
-    pub done: Outcome,
-    #[source]
-    pub error: StoreError,
-}
-
-/// What a pass has removed and rewritten so far, added to by every write as it is applied,
-/// so that a pass that fails still tells exactly what its applied writes did.
+/// What a pass has removed and rewritten so far: every page adds its count once it is closed.
 #[derive(Default)]
 struct Tally {
     removed: AtomicU64,
@@ -88,15 +84,117 @@ impl Tally {
             rewritten: self.rewritten.load(Ordering::Relaxed),
         }
     }
+
+    fn add(&self, outcome: Outcome) {
+        self.removed.fetch_add(outcome.removed, Ordering::Relaxed);
+        self.rewritten
+            .fetch_add(outcome.rewritten, Ordering::Relaxed);
+    }
+}
+
+/// What a page (of references, or an annotation's sweep) is about to remove and rewrite,
+/// written down by a [`Ledger`] before the page writes anything: the evidence that lets a
+/// retry count the work of a run that died before it closed the page ([`DataStore::recover`]).
+/// Small by design (a page of 100 references is under 2 KB): it sits on the task's item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intent {
+    /// The sort keys of the first and last of the user's references the page deals with. They
+    /// are deleted only once the page is closed, so a recovery reads them again.
+    pub references: Option<(String, String)>,
+    /// The [`short_hash`]es of the entities the page removes in batches. Only this task
+    /// removes them, so one that is gone when its reference is still there was removed by it.
+    pub removals: BTreeSet<Vec<u8>>,
+    /// The [`short_hash`]es of the entities the page rewrites.
+    pub rewrites: BTreeSet<Vec<u8>>,
+    /// The [`receipt_group`]s of the contested entities the page claims.
+    pub groups: BTreeSet<String>,
+}
+
+impl Intent {
+    pub fn is_empty(&self) -> bool {
+        self.removals.is_empty() && self.rewrites.is_empty() && self.groups.is_empty()
+    }
+}
+
+/// Where a pass writes down what it is about to do and records what it did, page by page; and
+/// who counts an entity more than one task can remove (DESIGN §3 "Exact counts").
+///
+/// A page is opened (its [`Intent`] stored) before any of its writes, its contested entities
+/// are claimed before they are deleted, and it is closed with its count once its writes are
+/// done and before the user's references it dealt with are deleted. Whatever a run that dies
+/// leaves open, the next run of the task recovers: the intent says what to look at.
+pub trait Ledger: Sync {
+    /// Whether [`Ledger::claim`] deletes what it claims, so that the engine need not.
+    const CLAIM_DELETES: bool = false;
+
+    /// Stores `intent`; returns the page's number, under which it claims and is closed.
+    fn open(&self, intent: Intent) -> impl Future<Output = Result<u32, StoreError>> + Send;
+
+    /// Claims the contested entities at `keys`, all of receipt group `group`, for page `page`,
+    /// before they are deleted; returns how many the page counts (those no one claimed first).
+    fn claim(
+        &self,
+        page: u32,
+        group: &str,
+        keys: &[Key],
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Records what page `page` removed and rewrote, and drops its intent, in one step.
+    fn close(
+        &self,
+        page: u32,
+        done: Outcome,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The ledger of [`DataStore::erase`] and [`DataStore::erase_until`]: writes nothing down, and
+/// counts a contested entity when its delete finds it (`ReturnValues: ALL_OLD`). Exact under
+/// concurrency; a crash loses the count of the pages in flight.
+struct NoLedger<'a>(&'a DataStore);
+
+impl Ledger for NoLedger<'_> {
+    const CLAIM_DELETES: bool = true;
+
+    async fn open(&self, _intent: Intent) -> Result<u32, StoreError> {
+        Ok(0)
+    }
+
+    async fn claim(&self, _page: u32, _group: &str, keys: &[Key]) -> Result<u64, StoreError> {
+        let found = AtomicU64::new(0);
+        dynamo::delete_each_counting(&self.0.client, &self.0.table, keys.to_vec(), &found).await?;
+        Ok(found.into_inner())
+    }
+
+    async fn close(&self, _page: u32, _done: Outcome) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// A short hash of an entity's key, to find it among a page's references again: 8 bytes,
+/// compared only with the hundred or so targets of one page.
+pub fn short_hash(key: &Key) -> Vec<u8> {
+    let digest = Sha256::digest(format!("{}\u{0}{}", key.pk, key.sk).as_bytes());
+    digest[..8].to_vec()
+}
+
+/// The receipt group of a contested entity: its annotation, for the annotation and what lies
+/// under it (a comment's reaction, a view), so that a sweep claims everything it removes in
+/// one group; else the entity's own key (a notification). A key component (hex).
+pub fn receipt_group(key: &Key) -> String {
+    let sk = match key.sk.strip_prefix("ANN#") {
+        Some(rest) => format!("ANN#{}", rest.split('#').next().unwrap_or_default()),
+        None => key.sk.clone(),
+    };
+    component(&format!("receipt\u{0}{}\u{0}{sk}", key.pk))
 }
 
 /// Whose erasure a pass does: one user's feature in a tenant, within a job's organizations.
 #[derive(Clone, Copy)]
-struct Scope<'a> {
-    tenant: &'a Tenant,
-    user: &'a UserId,
-    deleter: &'a dyn Deleter,
-    organizations: &'a [OrganizationId],
+pub struct Scope<'a> {
+    pub tenant: &'a Tenant,
+    pub user: &'a UserId,
+    pub deleter: &'a dyn Deleter,
+    pub organizations: &'a [OrganizationId],
 }
 
 /// A reference item, read; or a sweep marker, whose target is an annotation to sweep.
@@ -205,6 +303,52 @@ fn marker_item(marker: &Key, annotation: &Key) -> Item {
     item
 }
 
+/// What a page of references is about to do: its first and last reference, the targets it
+/// removes in batches and rewrites, and the receipt groups of its contested removals.
+fn page_intent(plan: &PagePlan) -> Intent {
+    let mut intent = Intent {
+        references: plan
+            .own_references
+            .first()
+            .zip(plan.own_references.last())
+            .map(|(first, last)| (first.sk.clone(), last.sk.clone())),
+        ..Intent::default()
+    };
+    for removal in &plan.removals {
+        if contested(&removal.entity) {
+            intent.groups.insert(receipt_group(&removal.key));
+        } else {
+            intent.removals.insert(short_hash(&removal.key));
+        }
+    }
+    intent
+        .rewrites
+        .extend(plan.rewrites.iter().map(|(key, _)| short_hash(key)));
+    intent
+}
+
+/// Closes a sweep's page, if it opened one, and adds its count to the pass's.
+async fn close_sweep<L: Ledger>(
+    opened: Option<u32>,
+    done: &Tally,
+    ledger: &L,
+    tally: &Tally,
+) -> Result<(), StoreError> {
+    if let Some(page) = opened {
+        ledger.close(page, done.outcome()).await?;
+        tally.add(done.outcome());
+    }
+    Ok(())
+}
+
+/// An entity to rewrite: its key, the version read, and the references (the user's own, of
+/// the page) that the rewrite leaves for its page to delete after its close.
+struct Rewrite<'a> {
+    key: Key,
+    version: Option<u64>,
+    keep_for_last: &'a HashSet<&'a Key>,
+}
+
 /// An entity to remove, with the entities under it.
 struct Removal {
     key: Key,
@@ -306,14 +450,35 @@ impl DataStore {
     ) -> Result<Outcome, StoreError> {
         let pass = self
             .erase_until(tenant, user, deleter, organizations, 0, None)
-            .await
-            .map_err(|interrupted| interrupted.error)?;
+            .await?;
         Ok(pass.outcome)
     }
 
     /// Erases like [`DataStore::erase`], from position `from` of the scope (the index of an
     /// organization in `organizations`; 0 when unscoped), stopping between pages once
-    /// `deadline` has passed. Work done is never undone: the references dealt with are gone.
+    /// `deadline` has passed. Writes no page down: see [`DataStore::erase_recorded`].
+    pub async fn erase_until(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        organizations: &[OrganizationId],
+        from: usize,
+        deadline: Option<Instant>,
+    ) -> Result<Pass, StoreError> {
+        let scope = Scope {
+            tenant,
+            user,
+            deleter,
+            organizations,
+        };
+        self.erase_recorded(scope, from, deadline, &NoLedger(self))
+            .await
+    }
+
+    /// Erases `scope` from position `from` (the index of an organization in its list; 0 when
+    /// unscoped), stopping between pages once `deadline` has passed, each page opened and
+    /// closed in `ledger`. Work done is never undone: the references dealt with are gone.
     ///
     /// Each position (one organization's references) is read page by page, several pages
     /// dealt with at once; then the annotations its removed comments may have left empty are
@@ -327,42 +492,31 @@ impl DataStore {
     /// sweeps, and a position it reports is past every organization it finished. So a chain
     /// of passes, each resuming where the last stopped, always reaches the end, even when
     /// every deadline has already passed.
-    pub async fn erase_until(
+    pub async fn erase_recorded<L: Ledger>(
         &self,
-        tenant: &Tenant,
-        user: &UserId,
-        deleter: &dyn Deleter,
-        organizations: &[OrganizationId],
+        scope: Scope<'_>,
         from: usize,
         deadline: Option<Instant>,
-    ) -> Result<Pass, Interrupted> {
+        ledger: &L,
+    ) -> Result<Pass, StoreError> {
         let tally = Tally::default();
-        let scope = Scope {
-            tenant,
-            user,
-            deleter,
-            organizations,
-        };
-        match self.erase_into(&scope, from, deadline, &tally).await {
-            Ok(resume_at) => Ok(Pass {
-                outcome: tally.outcome(),
-                resume_at,
-            }),
-            Err(error) => Err(Interrupted {
-                done: tally.outcome(),
-                error,
-            }),
-        }
+        let resume_at = self
+            .erase_into(&scope, from, deadline, ledger, &tally)
+            .await?;
+        Ok(Pass {
+            outcome: tally.outcome(),
+            resume_at,
+        })
     }
 
-    /// The body of [`DataStore::erase_until`]: every write adds what it did to `tally` as it
-    /// is applied, and no page or sweep is dropped in the middle, so that a pass that fails
-    /// still tells what it did.
-    async fn erase_into(
+    /// The body of [`DataStore::erase_recorded`]: every page adds its count to `tally` once
+    /// it is closed, and no page or sweep is dropped in the middle of its writes.
+    async fn erase_into<L: Ledger>(
         &self,
         scope: &Scope<'_>,
         from: usize,
         deadline: Option<Instant>,
+        ledger: &L,
         tally: &Tally,
     ) -> Result<Option<usize>, StoreError> {
         let Scope {
@@ -405,7 +559,7 @@ impl DataStore {
                         let sweeps = &sweeps;
                         in_flight.push(async move {
                             let plan = self.plan_page(user, deleter, references, false).await?;
-                            self.carry_out(tenant, user, deleter, plan, sweeps, tally)
+                            self.carry_out(tenant, user, deleter, plan, sweeps, ledger, tally)
                                 .await
                         });
                     }
@@ -437,7 +591,9 @@ impl DataStore {
                 }
                 let finished = dynamo::settle_all(
                     chunk.iter().map(|(annotation, marker)| async move {
-                        let finished = self.sweep(tenant, annotation, deadline, tally).await?;
+                        let finished = self
+                            .sweep(tenant, annotation, deadline, ledger, tally)
+                            .await?;
                         Ok::<_, StoreError>(finished.then_some(marker))
                     }),
                     READ_CONCURRENCY,
@@ -509,6 +665,56 @@ impl DataStore {
                     Some(next) => start = Some(next),
                     None => break,
                 }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// What a page whose run died before closing it did, found from what is left (read
+    /// consistently): the targets it removed in batches that are gone while the user's
+    /// references to them are still there (they go only after the page's close), and the
+    /// targets it rewrote that no longer name the user. Its contested removals are counted
+    /// from their claims, by the ledger that holds them.
+    pub async fn recover(
+        &self,
+        tenant: &Tenant,
+        user: &UserId,
+        deleter: &dyn Deleter,
+        intent: &Intent,
+    ) -> Result<Outcome, StoreError> {
+        let mut outcome = Outcome::default();
+        let Some((first, last)) = &intent.references else {
+            return Ok(outcome);
+        };
+        let pk = tenant.user_partition(user.as_str());
+        let references =
+            dynamo::query_between(&self.client, &self.table, &pk, (first, last), true).await?;
+        let targets: Vec<(Key, Vec<u8>)> = references
+            .iter()
+            .filter_map(parse_reference)
+            .filter(|reference| !reference.marker)
+            .map(|reference| {
+                let hash = short_hash(&reference.target);
+                (reference.target, hash)
+            })
+            .filter(|(_, hash)| intent.removals.contains(hash) || intent.rewrites.contains(hash))
+            .collect();
+        let keys: Vec<Key> = targets.iter().map(|(key, _)| key.clone()).collect();
+        let mut stored = HashMap::new();
+        for item in dynamo::batch_get(&self.client, &self.table, &keys, true).await? {
+            let (key, found) = parse_stored(item)?;
+            stored.insert(key, found.entity);
+        }
+        for (key, hash) in &targets {
+            match stored.get(key) {
+                None if intent.removals.contains(hash) => outcome.removed += 1,
+                Some(entity)
+                    if intent.rewrites.contains(hash)
+                        && matches!(deleter.effect(entity, user), Effect::Keep) =>
+                {
+                    outcome.rewritten += 1
+                }
+                _ => {}
             }
         }
         Ok(outcome)
@@ -643,13 +849,17 @@ impl DataStore {
             .map_err(StoreError::from)
     }
 
-    async fn carry_out(
+    /// Carries out a page's plan in the crash-safe order, opened and closed in `ledger` when it
+    /// removes or rewrites anything; the user's references of the page go after its close.
+    #[allow(clippy::too_many_arguments)]
+    async fn carry_out<L: Ledger>(
         &self,
         tenant: &Tenant,
         user: &UserId,
         deleter: &dyn Deleter,
         plan: PagePlan,
         sweeps: &Sweeps,
+        ledger: &L,
         tally: &Tally,
     ) -> Result<(), StoreError> {
         let own: HashSet<&Key> = plan.own_references.iter().collect();
@@ -662,18 +872,30 @@ impl DataStore {
             .map(|(annotation, marker)| dynamo::put_request(marker_item(marker, annotation)))
             .collect();
         dynamo::batch_write(&self.client, &self.table, puts).await?;
+        let intent = page_intent(&plan);
         sweeps.insert(fresh);
         sweeps.insert(plan.met);
 
-        self.remove(tenant, &plan.removals, &own, tally).await?;
-
-        dynamo::settle_all(
-            plan.rewrites.iter().map(|(key, version)| {
-                self.rewrite(tenant, user, deleter, key.clone(), *version, tally)
-            }),
-            REWRITE_CONCURRENCY,
-        )
-        .await?;
+        if !intent.is_empty() {
+            let page = ledger.open(intent).await?;
+            let done = Tally::default();
+            self.remove(tenant, &plan.removals, &own, page, ledger, &done)
+                .await?;
+            dynamo::settle_all(
+                plan.rewrites.iter().map(|(key, version)| {
+                    let rewrite = Rewrite {
+                        key: key.clone(),
+                        version: *version,
+                        keep_for_last: &own,
+                    };
+                    self.rewrite(tenant, user, deleter, rewrite, &done)
+                }),
+                REWRITE_CONCURRENCY,
+            )
+            .await?;
+            ledger.close(page, done.outcome()).await?;
+            tally.add(done.outcome());
+        }
 
         let own_deletes = plan
             .own_references
@@ -684,57 +906,67 @@ impl DataStore {
         Ok(())
     }
 
-    /// Removes entities and everything under them, in the crash-safe order, adding to `tally`
-    /// each entity as its delete is applied. References in `keep_for_last` are left for the
+    /// Removes entities in the crash-safe order (other users' references to them first),
+    /// adding to `done` what page `page` counts. References in `keep_for_last` are left for the
     /// caller.
     ///
     /// An entity only one task can remove goes in a batch and is counted as its batch is
     /// applied (the consistent read found it, and the task's lease keeps any other copy from
-    /// removing it meanwhile); one that two tasks can reach ([`contested`]) is deleted alone,
-    /// asking for what was there, and counted only if it was: the job's counts stay exact.
-    async fn remove(
+    /// removing it meanwhile). One that two tasks can reach ([`contested`]) is claimed in the
+    /// ledger first, and counted only by the page whose claim came first; every claimant
+    /// deletes it (a delete is idempotent), so none waits on another.
+    async fn remove<L: Ledger>(
         &self,
         tenant: &Tenant,
         removals: &[Removal],
         keep_for_last: &HashSet<&Key>,
-        tally: &Tally,
+        page: u32,
+        ledger: &L,
+        done: &Tally,
     ) -> Result<(), StoreError> {
         if removals.is_empty() {
             return Ok(());
         }
         let mut references = Vec::new();
-        let mut children = Vec::new();
-        let mut targets = Vec::new();
+        let mut batched = Vec::new();
+        let mut claimed: BTreeMap<String, Vec<Key>> = BTreeMap::new();
         for removal in removals {
-            for (child_key, child) in &removal.children {
-                references.extend(reference_keys(tenant, child));
-                children.push((child_key.clone(), contested(child)));
-            }
             references.extend(reference_keys(tenant, &removal.entity));
-            targets.push((removal.key.clone(), contested(&removal.entity)));
+            if contested(&removal.entity) {
+                claimed
+                    .entry(receipt_group(&removal.key))
+                    .or_default()
+                    .push(removal.key.clone());
+            } else {
+                batched.push(dynamo::delete_request(&removal.key));
+            }
         }
         references.retain(|r| !keep_for_last.contains(r));
         let deletes = references.iter().map(dynamo::delete_request).collect();
         dynamo::batch_write(&self.client, &self.table, deletes).await?;
-        for phase in [children, targets] {
-            let (one_by_one, batched): (Vec<_>, Vec<_>) = phase.into_iter().partition(|(_, c)| *c);
-            let one_by_one: Vec<Key> = one_by_one.into_iter().map(|(k, _)| k).collect();
-            let deletes = batched
+        let won = dynamo::settle_all(
+            claimed
                 .iter()
-                .map(|(k, _)| dynamo::delete_request(k))
-                .collect();
-            let (counted, written) = futures::join!(
-                dynamo::delete_each_counting(
-                    &self.client,
-                    &self.table,
-                    &one_by_one,
-                    &tally.removed
-                ),
-                dynamo::batch_write_counting(&self.client, &self.table, deletes, &tally.removed),
-            );
-            counted?;
-            written?;
-        }
+                .map(|(group, keys)| ledger.claim(page, group, keys)),
+            READ_CONCURRENCY,
+        )
+        .await?;
+        done.removed
+            .fetch_add(won.iter().sum::<u64>(), Ordering::Relaxed);
+        let contested_deletes = match L::CLAIM_DELETES {
+            true => Vec::new(),
+            false => claimed
+                .values()
+                .flatten()
+                .map(dynamo::delete_request)
+                .collect(),
+        };
+        let (batched, contested) = futures::join!(
+            dynamo::batch_write_counting(&self.client, &self.table, batched, &done.removed),
+            dynamo::batch_write(&self.client, &self.table, contested_deletes),
+        );
+        batched?;
+        contested?;
         Ok(())
     }
 
@@ -749,13 +981,18 @@ impl DataStore {
     /// one call). Once `deadline` has passed the sweep stops after a page that removed
     /// something, unfinished; the next pass meets the marker and sweeps again from the top,
     /// where what this one removed is gone. The annotation itself goes last, after its views.
-    async fn sweep(
+    async fn sweep<L: Ledger>(
         &self,
         tenant: &Tenant,
         annotation: &Key,
         deadline: Option<Instant>,
+        ledger: &L,
         tally: &Tally,
     ) -> Result<bool, StoreError> {
+        // One intent for the whole sweep, opened before its first removal: everything it
+        // removes is claimed in the annotation's receipt group.
+        let mut opened = None;
+        let done = Tally::default();
         let mut itself = None;
         let mut has_comments = false;
         // The sort-key prefix of the last comment read: the reactions under it are its own.
@@ -810,8 +1047,11 @@ impl DataStore {
                     });
                 }
             }
-            self.remove(tenant, &removals, &HashSet::new(), tally)
-                .await?;
+            if !removals.is_empty() {
+                let page = self.open_sweep(&mut opened, annotation, ledger).await?;
+                self.remove(tenant, &removals, &HashSet::new(), page, ledger, &done)
+                    .await?;
+            }
             if rest_kept {
                 break;
             }
@@ -820,6 +1060,7 @@ impl DataStore {
                 None => break,
             }
             if !removals.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
+                close_sweep(opened, &done, ledger, tally).await?;
                 return Ok(false);
             }
         }
@@ -829,29 +1070,57 @@ impl DataStore {
                 entity,
                 children: Vec::new(),
             };
+            let page = self.open_sweep(&mut opened, annotation, ledger).await?;
             self.remove(
                 tenant,
                 std::slice::from_ref(&removal),
                 &HashSet::new(),
-                tally,
+                page,
+                ledger,
+                &done,
             )
             .await?;
         }
+        close_sweep(opened, &done, ledger, tally).await?;
         Ok(true)
     }
 
-    /// Rewrites the entity at `key` as the deleter says, conditioned on the version read, so a
-    /// concurrent rewrite (another user's task on the same comment) is never lost: on conflict
-    /// it reads again and decides again. Adds the rewrite to `tally` once the entity is written.
+    /// The page of a sweep of `annotation`, opened in `ledger` the first time it is asked for.
+    async fn open_sweep<L: Ledger>(
+        &self,
+        opened: &mut Option<u32>,
+        annotation: &Key,
+        ledger: &L,
+    ) -> Result<u32, StoreError> {
+        if let Some(page) = *opened {
+            return Ok(page);
+        }
+        let intent = Intent {
+            groups: BTreeSet::from([receipt_group(annotation)]),
+            ..Intent::default()
+        };
+        let page = ledger.open(intent).await?;
+        *opened = Some(page);
+        Ok(page)
+    }
+
+    /// Rewrites the entity at `rewrite.key` as the deleter says, conditioned on the version
+    /// read, so a concurrent rewrite (another user's task on the same comment) is never lost:
+    /// on conflict it reads again and decides again. Adds the rewrite to `tally` once the
+    /// entity is written, then deletes the references it no longer needs but the caller's.
     async fn rewrite(
         &self,
         tenant: &Tenant,
         user: &UserId,
         deleter: &dyn Deleter,
-        key: Key,
-        mut version: Option<u64>,
+        rewrite: Rewrite<'_>,
         tally: &Tally,
     ) -> Result<(), StoreError> {
+        let Rewrite {
+            key,
+            mut version,
+            keep_for_last,
+        } = rewrite;
         let mut current: Option<Entity> = None;
         for _ in 0..REWRITE_ATTEMPTS {
             let entity = match current.take() {
@@ -896,7 +1165,7 @@ impl DataStore {
                     let kept: HashSet<Key> = reference_keys(tenant, &new).into_iter().collect();
                     let gone: Vec<_> = reference_keys(tenant, &entity)
                         .into_iter()
-                        .filter(|r| !kept.contains(r))
+                        .filter(|r| !kept.contains(r) && !keep_for_last.contains(r))
                         .map(|r| dynamo::delete_request(&r))
                         .collect();
                     dynamo::batch_write(&self.client, &self.table, gone).await?;
@@ -909,5 +1178,31 @@ impl DataStore {
             }
         }
         Err(StoreError::Contention)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(pk: &str, sk: &str) -> Key {
+        Key {
+            pk: pk.into(),
+            sk: sk.into(),
+        }
+    }
+
+    #[test]
+    fn an_annotation_and_everything_under_it_share_one_receipt_group() {
+        let annotation = receipt_group(&key("D#1", "ANN#a"));
+        assert_eq!(receipt_group(&key("D#1", "ANN#a#C#c#R#r")), annotation);
+        assert_eq!(receipt_group(&key("D#1", "ANN#a#V#v")), annotation);
+        assert_ne!(receipt_group(&key("D#1", "ANN#b#V#v")), annotation);
+        assert_ne!(receipt_group(&key("D#2", "ANN#a")), annotation);
+        // Anything else is a group of its own.
+        assert_ne!(
+            receipt_group(&key("U#1", "NOTE#n")),
+            receipt_group(&key("U#1", "NOTE#m"))
+        );
     }
 }

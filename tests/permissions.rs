@@ -17,10 +17,11 @@ use common::recorder::Recorder;
 use common::{request_to, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
 use erasure::config::ApiConfig;
-use erasure::control::ControlStore;
+use erasure::control::{ControlStore, TaskClaim};
 use erasure::domain::entity::{reference_key, Key};
 use erasure::domain::ids::{JobId, UserId};
 use erasure::domain::task::{plan_tasks, TaskKind};
+use erasure::erase::Intent;
 use erasure::infra::MAX_RECEIVE_COUNT;
 use erasure::queue::TaskQueue;
 use erasure::store::DataStore;
@@ -333,6 +334,45 @@ async fn the_worker_role_allows_exactly_the_calls_the_worker_makes() {
         .handle(vec![redriven], env.deadline())
         .await
         .is_empty());
+    assert_eq!(env.status(&job).await["jobStatus"], "completed");
+
+    // A run that died with a page open, having claimed a contested entity, made by the calls
+    // a run makes: the next run counts the page from its receipt. (The receipt's entity is made
+    // up, so the count it adds is not checked here: tests/exact_counts.rs checks counts.)
+    let job = env.start_job(r#"{"data":{"userIds":["victim"]}}"#).await;
+    let job_id = JobId::parse(&job).unwrap();
+    let control = ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control);
+    let now = erasure::clock::now_ms();
+    let TaskClaim::Granted(dead) = control
+        .claim_task(&job_id, "t0.views", now, now, now / 1000 + 3_600)
+        .await
+        .unwrap()
+    else {
+        panic!("the first claim of a task is granted");
+    };
+    let group = "0".repeat(32);
+    let intent = Intent {
+        groups: [group.clone()].into(),
+        ..Intent::default()
+    };
+    assert!(control.open_page(&job_id, &dead, 1, &intent).await.unwrap());
+    let entity = Key {
+        pk: "made-up".into(),
+        sk: "entity".into(),
+    };
+    let claimed = control
+        .claim_receipts(
+            &group,
+            &[entity],
+            &dead.page_name(1),
+            now / 1000,
+            now / 1000 + 3_600,
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed, 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    env.drain(&worker).await;
     assert_eq!(env.status(&job).await["jobStatus"], "completed");
 
     // A task past the invocation's deadline pauses, records its progress and continues.

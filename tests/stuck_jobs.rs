@@ -397,7 +397,10 @@ async fn faults_anywhere_in_the_worker_still_end_every_job_completed() {
         ("Query", "REF#", Kind::Timeout, 3),
         ("BatchGetItem", "", Kind::ServerError, 3),
         ("BatchWriteItem", "", Kind::Throttling, 6),
-        ("DeleteItem", "", Kind::ServerError, 3),
+        // A contested entity's claim, a page's open and its close, each past the SDK's retries.
+        ("UpdateItem", "claimant", Kind::ServerError, 3),
+        ("UpdateItem", "SET #page", Kind::ServerError, 3),
+        ("UpdateItem", "ADD removed", Kind::Throttling, 3),
         ("UpdateItem", "succeededTasks", Kind::Throttling, 3),
         // The settling step after a task's success: lost once, the redelivery settles.
         ("UpdateItem", "completedAt", Kind::ServerError, 3),

@@ -11,7 +11,6 @@ use common::{unique, TestEnv, API_KEY};
 use erasure::control::{ControlStore, Counts, JobView, TaskClaim};
 use erasure::domain::ids::{ApiKey, JobId};
 use erasure::domain::job::JobStatus;
-use erasure::domain::task::Outcome;
 use erasure::domain::task::TaskKind;
 use erasure::infra;
 use erasure::webhook::delivery::{Backoff, Notifier, WebhookDelivery};
@@ -47,7 +46,7 @@ async fn succeed(
         .unwrap()
     {
         TaskClaim::Granted(lease) => control
-            .record_success(job, &lease, kind, Outcome::default(), now)
+            .record_success(job, &lease, kind, now)
             .await
             .unwrap(),
         _ => None,

@@ -438,19 +438,18 @@ impl ControlStore {
         dynamo::applied("UpdateItem", result).map(drop)
     }
 
-    /// Records a task's success: its item is marked finished with what the run did since its
-    /// last checkpoint, giving the lease back (refused, `None`, if this delivery no longer
-    /// holds it); then the job counts the task as succeeded, with the task's total
+    /// Records a task's success: its item is marked finished, giving the lease back (refused,
+    /// `None`, if this delivery no longer holds it); then the job counts the task as succeeded,
+    /// with the task's total, which its closed pages added up on its item
     /// ([`ControlStore::complete_task`]). Returns the job as this call settled it, when it did.
     pub async fn record_success(
         &self,
         job_id: &JobId,
         lease: &TaskLease,
         kind: TaskKind,
-        outcome: Outcome,
         now_ms: i64,
     ) -> Result<Option<JobView>, SuccessError> {
-        let finished = self.finish_task(job_id, lease, outcome).await;
+        let finished = self.finish_task(job_id, lease).await;
         let Some(total) = finished.map_err(SuccessError::Finish)? else {
             return Ok(None);
         };
@@ -491,19 +490,18 @@ impl ControlStore {
         self.settle_after(result, now_ms).await
     }
 
-    /// Adds what a task's run removed and rewrote since its last checkpoint to the task's item,
-    /// and gives its lease back: the task goes on in a continuation, or in a retry if the run
-    /// failed. The job item records the moment (`lastProgressAt`, the sweep's measure of
-    /// progress for a task that takes many invocations). `false` when the lease was no longer
-    /// this delivery's (it outlived it), and nothing was added.
+    /// Gives a task's lease back after a run that paused or failed (what it did is on the
+    /// task's item already, page by page): the task goes on in a continuation, or in a retry.
+    /// The job item records the moment (`lastProgressAt`, the sweep's measure of progress for
+    /// a task that takes many invocations). `false` when the lease was no longer this
+    /// delivery's (it outlived it).
     pub async fn record_progress(
         &self,
         job_id: &JobId,
         lease: &TaskLease,
-        outcome: Outcome,
         now_ms: i64,
     ) -> Result<bool, DynamoError> {
-        if !self.release_task(job_id, lease, outcome).await? {
+        if !self.release_task(job_id, lease).await? {
             return Ok(false);
         }
         let result = self

@@ -7,6 +7,7 @@ mod idempotency;
 mod jobs;
 mod open_jobs;
 mod rate_limit;
+mod receipts;
 mod report;
 mod tasks;
 mod tenant_jobs;
@@ -16,7 +17,7 @@ pub use audit::{LiftAudit, LiftOutcome, LIFT_ACTION};
 pub use idempotency::{Claim, WINDOW_SECONDS as IDEMPOTENCY_WINDOW_SECONDS};
 pub use jobs::{JobView, NewJob, SendClaim, SuccessError};
 pub use open_jobs::OpenEntry;
-pub use tasks::{Counts, TaskClaim, TaskLease};
+pub use tasks::{Counts, OpenPage, TaskClaim, TaskLease};
 pub use tenants::{generate_auth_token, Webhook};
 
 use aws_sdk_dynamodb::types::AttributeValue;

@@ -1,5 +1,5 @@
 //! Task items: one small item per task of a job (`JOB#<jobId>` / `TASK#<taskId>`), holding the
-//! task's lease, its checkpoints and its counts. The updates a running task makes never touch
+//! task's lease, its open pages and its counts. The updates a running task makes never touch
 //! the job item: it is written once per task, when the task succeeds, with the task's total
 //! (DESIGN §4, docs/SCALING.md).
 //!
@@ -11,14 +11,16 @@
 //! moves on between pages while it works, so a copy that died blocks the task for one lease
 //! term at most.
 //!
-//! Each renewal is also a *checkpoint*: it adds what the run removed and rewrote since the last
-//! one to the task's counts, in the same conditional update, numbered so that a repeat of it (an
-//! answer lost and the call retried) is recognised and never counted twice. A run that dies
-//! loses the count of what it did since its last checkpoint, not of the whole run.
+//! The task item also holds the *open pages* of the run that holds the lease: each page's
+//! [`Intent`] is stored before the page writes anything, and removed, in the same update that
+//! adds the page's count, once its writes are done. A run that dies leaves its open pages; the
+//! next claim takes them over ([`TaskLease::inherited`]) and the worker counts them from what
+//! is left (DESIGN §3, "Exact counts"), so a run's death costs no count.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{key, number, string, ControlStore, JobView};
@@ -26,6 +28,7 @@ use crate::domain::ids::JobId;
 use crate::domain::job::JobStatus;
 use crate::domain::task::{parse_task_id, Outcome, TaskKind};
 use crate::dynamo::{self, DynamoError, Item};
+use crate::erase::Intent;
 
 /// What a job's tasks removed and rewrote, per feature.
 pub type Counts = BTreeMap<TaskKind, Outcome>;
@@ -41,14 +44,97 @@ fn task_key(job_id: &JobId, task_id: &str) -> Item {
     key(job_partition(job_id), &format!("{TASK_PREFIX}{task_id}"))
 }
 
+/// The attribute-name prefix of a task item's open pages.
+const PAGE_PREFIX: &str = "page_";
+
 /// A delivery's hold on one task of a job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskLease {
     pub task_id: String,
     /// A random id per claim: two copies of one task never hold the same lease.
     holder: String,
-    /// The checkpoints this lease has recorded on the task item.
-    checkpoints: u32,
+    /// The pages a run that held the task before left open: it died before closing them.
+    pub inherited: Vec<OpenPage>,
+}
+
+/// A page a run opened on the task item and has not closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPage {
+    /// Its attribute on the task item, and the claimant its contested entities were claimed
+    /// by (unique: it holds its lease's random id).
+    pub name: String,
+    pub intent: Intent,
+}
+
+impl TaskLease {
+    /// The name of this lease's page number `page`.
+    pub fn page_name(&self, page: u32) -> String {
+        format!("{PAGE_PREFIX}{}_{page}", self.holder)
+    }
+}
+
+/// An intent as a task item's attribute: a map of the page's reference range and its sets
+/// (empty sets are left out: DynamoDB stores none).
+fn intent_value(intent: &Intent) -> AttributeValue {
+    let mut map = HashMap::new();
+    if let Some((first, last)) = &intent.references {
+        map.insert("first".to_owned(), AttributeValue::S(first.clone()));
+        map.insert("last".to_owned(), AttributeValue::S(last.clone()));
+    }
+    let blobs = |set: &std::collections::BTreeSet<Vec<u8>>| {
+        AttributeValue::Bs(set.iter().map(|h| Blob::new(h.clone())).collect())
+    };
+    if !intent.removals.is_empty() {
+        map.insert("removals".to_owned(), blobs(&intent.removals));
+    }
+    if !intent.rewrites.is_empty() {
+        map.insert("rewrites".to_owned(), blobs(&intent.rewrites));
+    }
+    if !intent.groups.is_empty() {
+        map.insert(
+            "groups".to_owned(),
+            AttributeValue::Ss(intent.groups.iter().cloned().collect()),
+        );
+    }
+    AttributeValue::M(map)
+}
+
+/// The intent an attribute holds ([`intent_value`]).
+fn parse_intent(value: &AttributeValue) -> Option<Intent> {
+    let map = value.as_m().ok()?;
+    let text = |name: &str| map.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let blobs = |name: &str| {
+        map.get(name)
+            .and_then(|v| v.as_bs().ok())
+            .map(|set| set.iter().map(|b| b.as_ref().to_vec()).collect())
+            .unwrap_or_default()
+    };
+    Some(Intent {
+        references: text("first").zip(text("last")),
+        removals: blobs("removals"),
+        rewrites: blobs("rewrites"),
+        groups: map
+            .get("groups")
+            .and_then(|v| v.as_ss().ok())
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default(),
+    })
+}
+
+/// The pages a task item holds open.
+fn open_pages(item: &Item) -> Vec<OpenPage> {
+    let mut pages: Vec<OpenPage> = item
+        .iter()
+        .filter(|(name, _)| name.starts_with(PAGE_PREFIX))
+        .filter_map(|(name, value)| {
+            Some(OpenPage {
+                name: name.clone(),
+                intent: parse_intent(value)?,
+            })
+        })
+        .collect();
+    pages.sort_by(|a, b| a.name.cmp(&b.name));
+    pages
 }
 
 /// What a claim on a task found.
@@ -90,30 +176,13 @@ fn add_outcome(update: UpdateItemFluentBuilder, outcome: Outcome) -> UpdateItemF
 }
 
 impl TaskLease {
-    /// Adds to `update` the condition that this lease is still held, with no checkpoint
-    /// recorded that this delivery does not know of, and the removal of it. `set` is the
-    /// update's `SET` clause, if any; `outcome` is added to the task's counts.
-    ///
-    /// A checkpoint whose outcome is unknown (its call failed past the retries) makes this
-    /// refuse rather than count the checkpoint's work a second time.
-    fn release(
-        &self,
-        update: UpdateItemFluentBuilder,
-        set: &str,
-        outcome: Outcome,
-    ) -> UpdateItemFluentBuilder {
-        let update = update
-            .update_expression(format!(
-                "{set} ADD removed :removed, rewritten :rewritten \
-                 REMOVE holder, leaseUntil, checkpoint"
-            ))
-            .condition_expression("holder = :holder AND checkpoint = :checkpoint")
+    /// Adds to `update` the condition that this lease is still held, and the removal of it.
+    /// `set` is the update's `SET` clause, if any.
+    fn release(&self, update: UpdateItemFluentBuilder, set: &str) -> UpdateItemFluentBuilder {
+        update
+            .update_expression(format!("{set} REMOVE holder, leaseUntil"))
+            .condition_expression("holder = :holder")
             .expression_attribute_values(":holder", AttributeValue::S(self.holder.clone()))
-            .expression_attribute_values(
-                ":checkpoint",
-                AttributeValue::N(self.checkpoints.to_string()),
-            );
-        add_outcome(update, outcome)
     }
 }
 
@@ -142,7 +211,9 @@ impl ControlStore {
 
     /// Claims `task_id` of the job until `until_ms`, unless it has finished or another
     /// delivery holds a lease that has not ended by `now_ms`. The task item is created by its
-    /// first claim and expires with the job (`expires_at_s`).
+    /// first claim and expires with the job (`expires_at_s`). A lease granted comes with the
+    /// pages an earlier run left open ([`TaskLease::inherited`]): the claim's update returns
+    /// the item as it was.
     pub async fn claim_task(
         &self,
         job_id: &JobId,
@@ -154,15 +225,15 @@ impl ControlStore {
         // Two rounds: a lease that ends between the refused update and the read is taken on
         // the second; one that is taken again meanwhile is someone else's.
         for _ in 0..2 {
-            let lease = TaskLease {
+            let mut lease = TaskLease {
                 task_id: task_id.to_owned(),
                 holder: format!("{:016x}", rand::random::<u64>()),
-                checkpoints: 0,
+                inherited: Vec::new(),
             };
             let result = self
                 .update_task(job_id, task_id)
                 .update_expression(
-                    "SET holder = :holder, leaseUntil = :until, checkpoint = :zero, \
+                    "SET holder = :holder, leaseUntil = :until, \
                      expiresAt = if_not_exists(expiresAt, :expires)",
                 )
                 // A retried attempt of this same claim (its first answer lost) finds the lease
@@ -173,27 +244,35 @@ impl ControlStore {
                 )
                 .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
                 .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
-                .expression_attribute_values(":zero", AttributeValue::N("0".into()))
                 .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
                 .expression_attribute_values(
                     ":expires",
                     AttributeValue::N(expires_at_s.to_string()),
                 )
+                .return_values(ReturnValue::AllOld)
                 .send()
                 .await;
-            match dynamo::applied("UpdateItem", result) {
-                Ok(true) => return Ok(TaskClaim::Granted(lease)),
-                Ok(false) => {}
+            match result {
+                Ok(output) => {
+                    lease.inherited = output
+                        .attributes
+                        .as_ref()
+                        .map(open_pages)
+                        .unwrap_or_default();
+                    return Ok(TaskClaim::Granted(lease));
+                }
+                Err(error) if dynamo::is_conditional_check_failed(&error) => {}
                 Err(error) => {
                     // The claim may have been applied and its answer lost: give it back, or
-                    // the task would wait a whole term for a holder that never was.
+                    // the task would wait a whole term for a holder that never was. (Its
+                    // retry reads the open pages again: they are still there.)
                     if let Err(release) = self.give_back(job_id, &lease).await {
                         tracing::warn!(
                             error = &release as &dyn std::error::Error,
                             "could not give back a claim whose answer was lost"
                         );
                     }
-                    return Err(error);
+                    return Err(DynamoError::call("UpdateItem", error));
                 }
             }
             match self.task_state(job_id, task_id).await? {
@@ -211,81 +290,129 @@ impl ControlStore {
     /// Gives a lease back without recording anything; a no-op unless this delivery holds it.
     async fn give_back(&self, job_id: &JobId, lease: &TaskLease) -> Result<bool, DynamoError> {
         let update = self.update_task(job_id, &lease.task_id);
-        let result = lease.release(update, "", Outcome::default()).send().await;
+        let result = lease.release(update, "").send().await;
         dynamo::applied("UpdateItem", result)
     }
 
-    /// Renews a lease this delivery still holds until `until_ms` and, in the same update,
-    /// adds `done` (what the run did since its last checkpoint) to the task's counts.
-    /// `false` when the lease is no longer this delivery's (it ended and another delivery
-    /// took the task): nothing was added.
-    pub async fn checkpoint_task(
+    /// Renews a lease this delivery still holds until `until_ms`. `false` when the lease is no
+    /// longer this delivery's (it ended and another delivery took the task).
+    pub async fn renew_task(
         &self,
         job_id: &JobId,
-        lease: &mut TaskLease,
-        done: Outcome,
+        lease: &TaskLease,
         until_ms: i64,
     ) -> Result<bool, DynamoError> {
-        let next = lease.checkpoints + 1;
-        let update = self
+        let result = self
             .update_task(job_id, &lease.task_id)
-            .update_expression(
-                "SET leaseUntil = :until, checkpoint = :next \
-                 ADD removed :removed, rewritten :rewritten",
-            )
-            .condition_expression("holder = :holder AND checkpoint = :last")
+            .update_expression("SET leaseUntil = :until")
+            .condition_expression("holder = :holder")
             .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
             .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
-            .expression_attribute_values(":last", AttributeValue::N(lease.checkpoints.to_string()))
-            .expression_attribute_values(":next", AttributeValue::N(next.to_string()));
-        let result = add_outcome(update, done).send().await;
-        let applied = match dynamo::applied("UpdateItem", result)? {
-            true => true,
-            // Refused: either the lease is gone, or this very checkpoint was applied and its
-            // answer lost, and the SDK's retry of it found the number already moved on.
-            false => self.checkpoint_held(job_id, lease).await? == Some(next),
-        };
-        if applied {
-            lease.checkpoints = next;
-        }
-        Ok(applied)
+            .send()
+            .await;
+        dynamo::applied("UpdateItem", result)
     }
 
-    /// Adds what a run did since its last checkpoint to the task's counts and gives its lease
-    /// back: the task goes on in a continuation, or in a retry if the run failed. `false` when
-    /// the lease was no longer this delivery's (it outlived it), and nothing was added.
+    /// Stores the intent of the lease's page `page` on the task item, before the page writes
+    /// anything. `false` when the lease is no longer this delivery's: the page must not start.
+    pub async fn open_page(
+        &self,
+        job_id: &JobId,
+        lease: &TaskLease,
+        page: u32,
+        intent: &Intent,
+    ) -> Result<bool, DynamoError> {
+        let result = self
+            .update_task(job_id, &lease.task_id)
+            .update_expression("SET #page = :intent")
+            .condition_expression("holder = :holder")
+            .expression_attribute_names("#page", lease.page_name(page))
+            .expression_attribute_values(":intent", intent_value(intent))
+            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
+            .send()
+            .await;
+        dynamo::applied("UpdateItem", result)
+    }
+
+    /// Closes open pages (`names`: the lease's own, or those it inherited): adds `done`, what
+    /// they removed and rewrote, to the task's counts and removes them, in one update
+    /// conditioned on the lease and on every page being still open. A repeat of this very
+    /// update (its answer lost) is recognised as applied: the lease holds, the pages are gone.
+    /// `false` when the lease is no longer this delivery's, and nothing was added.
+    pub async fn close_pages(
+        &self,
+        job_id: &JobId,
+        lease: &TaskLease,
+        names: &[String],
+        done: Outcome,
+    ) -> Result<bool, DynamoError> {
+        if names.is_empty() {
+            return Ok(true);
+        }
+        let placeholders: Vec<String> = (0..names.len()).map(|i| format!("#p{i}")).collect();
+        let mut update = self
+            .update_task(job_id, &lease.task_id)
+            .update_expression(format!(
+                "ADD removed :removed, rewritten :rewritten REMOVE {}",
+                placeholders.join(", ")
+            ))
+            .condition_expression(format!(
+                "holder = :holder AND {}",
+                placeholders
+                    .iter()
+                    .map(|p| format!("attribute_exists({p})"))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            ))
+            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()));
+        for (placeholder, name) in placeholders.iter().zip(names) {
+            update = update.expression_attribute_names(placeholder, name);
+        }
+        match dynamo::applied("UpdateItem", add_outcome(update, done).send().await)? {
+            true => Ok(true),
+            false => Ok(self
+                .read_task(job_id, &lease.task_id)
+                .await?
+                .is_some_and(|item| {
+                    string(&item, "holder").as_deref() == Some(&lease.holder)
+                        && names.iter().all(|name| !item.contains_key(name))
+                })),
+        }
+    }
+
+    /// Gives a run's lease back: the task goes on in a continuation, or in a retry if the run
+    /// failed (its open pages stay for the next claim). `false` when the lease was no longer
+    /// this delivery's (it outlived it).
     pub(super) async fn release_task(
         &self,
         job_id: &JobId,
         lease: &TaskLease,
-        outcome: Outcome,
     ) -> Result<bool, DynamoError> {
-        let update = self.update_task(job_id, &lease.task_id);
-        let result = lease.release(update, "", outcome).send().await;
-        dynamo::applied("UpdateItem", result)
+        self.give_back(job_id, lease).await
     }
 
-    /// Marks the task finished, adding what the run did since its last checkpoint and giving
-    /// its lease back, in one update conditioned on the lease; returns what the task removed and
-    /// rewrote over all its runs. `None` when the lease was no longer this delivery's. A repeat
-    /// of this very update (its answer lost) is recognised as applied: the item names this lease
-    /// as the one that finished it.
+    /// Marks the task finished, giving its lease back, in one update conditioned on the lease;
+    /// returns what the task removed and rewrote over all its runs. `None` when the lease was
+    /// no longer this delivery's. A repeat of this very update (its answer lost) is recognised
+    /// as applied: the item names this lease as the one that finished it.
     pub(super) async fn finish_task(
         &self,
         job_id: &JobId,
         lease: &TaskLease,
-        outcome: Outcome,
     ) -> Result<Option<Outcome>, DynamoError> {
         let update = self.update_task(job_id, &lease.task_id);
         let result = lease
-            .release(update, "SET finishedBy = :holder", outcome)
+            .release(update, "SET finishedBy = :holder")
             .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match result {
             Ok(output) => {
                 return Ok(Some(
-                    output.attributes.as_ref().map_or(outcome, task_outcome),
+                    output
+                        .attributes
+                        .as_ref()
+                        .map_or_else(Outcome::default, task_outcome),
                 ))
             }
             Err(error) if dynamo::is_conditional_check_failed(&error) => {}
@@ -296,21 +423,6 @@ impl ControlStore {
             .await?
             .filter(|item| string(item, "finishedBy").as_deref() == Some(&lease.holder))
             .map(|item| task_outcome(&item)))
-    }
-
-    /// The number of the last checkpoint of `lease`, read consistently, if it is still held.
-    async fn checkpoint_held(
-        &self,
-        job_id: &JobId,
-        lease: &TaskLease,
-    ) -> Result<Option<u32>, DynamoError> {
-        let Some(item) = self.read_task(job_id, &lease.task_id).await? else {
-            return Ok(None);
-        };
-        if string(&item, "holder").as_deref() != Some(&lease.holder) {
-            return Ok(None);
-        }
-        Ok(number(&item, "checkpoint").and_then(|n| u32::try_from(n).ok()))
     }
 
     /// The task's state, read consistently.
@@ -360,5 +472,35 @@ impl ControlStore {
             }
         }
         Ok(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_intent_reads_back_as_it_was_stored_on_the_task_item() {
+        let intent = Intent {
+            references: Some(("REF#a".into(), "REF#z".into())),
+            removals: [vec![1; 8], vec![2; 8]].into(),
+            rewrites: [vec![3; 8]].into(),
+            groups: ["0".repeat(32)].into(),
+        };
+        let lease = TaskLease {
+            task_id: "t0.views".into(),
+            holder: "00000000000000ff".into(),
+            inherited: Vec::new(),
+        };
+        let item = Item::from([
+            ("holder".to_owned(), AttributeValue::S("other".into())),
+            (lease.page_name(7), intent_value(&intent)),
+            (lease.page_name(8), intent_value(&Intent::default())),
+        ]);
+        let pages = open_pages(&item);
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!(pages[0].name, "page_00000000000000ff_7");
+        assert_eq!(pages[0].intent, intent);
+        assert_eq!(pages[1].intent, Intent::default());
     }
 }

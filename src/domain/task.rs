@@ -203,16 +203,6 @@ impl std::ops::AddAssign for Outcome {
     }
 }
 
-impl Outcome {
-    /// What was done after `earlier`, a part of this outcome.
-    pub fn since(self, earlier: Outcome) -> Outcome {
-        Outcome {
-            removed: self.removed.saturating_sub(earlier.removed),
-            rewritten: self.rewritten.saturating_sub(earlier.rewritten),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,10 @@ pub enum StoreError {
     /// have landed (inside the window), the rest did not. The writer may try again.
     #[error("the write did not land within {0:?} of its tombstone check; try again")]
     WindowPassed(Duration),
+    /// An erasure's ledger refused a page: the task's lease ended and another delivery took
+    /// the task, so this run must stop.
+    #[error("the task's lease ended and another delivery took it")]
+    LeaseLost,
 }
 
 impl StoreError {

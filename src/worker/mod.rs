@@ -5,6 +5,7 @@
 //! itself again as a continuation, so a user with any amount of data never hits the timeout.
 
 pub mod lambda;
+pub mod ledger;
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use crate::domain::job::JobStatus;
 use crate::domain::task::{Outcome, Task, TaskMessage};
 use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
-use crate::erase::{Interrupted, Pass};
+use crate::erase::Scope;
 use crate::features::deleter;
 use crate::keys::fingerprint;
 use crate::metrics::{Function, Metrics};
@@ -26,6 +27,7 @@ use crate::queue::TaskQueue;
 use crate::store::{DataStore, StoreError};
 use crate::webhook::announce::Announcer;
 use crate::webhook::queue::NotificationQueue;
+use ledger::TaskLedger;
 
 /// One message of a batch, as the worker needs it.
 #[derive(Debug, Clone)]
@@ -41,7 +43,7 @@ enum TaskError {
     #[error("message is not a task message")]
     Malformed(#[source] serde_json::Error),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     #[error(transparent)]
     Dynamo(#[from] DynamoError),
     #[error("{0} reference(s) still left after erasing; will retry")]
@@ -50,15 +52,23 @@ enum TaskError {
     LeaseLost,
 }
 
-/// How long a task's lease lasts, and how often a running task renews it (between pages,
-/// recording a checkpoint of its counts as it does).
+impl From<StoreError> for TaskError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::LeaseLost => TaskError::LeaseLost,
+            other => TaskError::Store(other),
+        }
+    }
+}
+
+/// How long a task's lease lasts, and how often a running task renews it (between passes).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseTiming {
     /// From the claim or the last renewal. A copy that died blocks its task for this long at
     /// most: its retry comes back once the lease has ended.
     pub term: Duration,
     /// The pages in flight at a renewal, and the clocks' skew, must fit in what is left of the
-    /// term. It is also the most work whose count a run that dies can lose.
+    /// term.
     pub renewal: Duration,
 }
 
@@ -90,27 +100,15 @@ struct Run<'a> {
     deadline: Instant,
 }
 
-/// A run's lease, with what the run did and how much of that the job already counts.
-struct Held {
-    lease: TaskLease,
-    /// All the run has removed and rewritten.
-    done: Outcome,
-    /// The part of `done` its checkpoints added to the job's counts.
-    recorded: Outcome,
-}
-
-impl Held {
-    fn new(lease: TaskLease) -> Self {
-        Self {
-            lease,
-            done: Outcome::default(),
-            recorded: Outcome::default(),
+impl Run<'_> {
+    /// What the run erases: its user's feature, in the job's tenant and organizations.
+    fn scope(&self) -> Scope<'_> {
+        Scope {
+            tenant: &self.tenant,
+            user: &self.task.user_id,
+            deleter: deleter(self.task.kind),
+            organizations: &self.job.organization_ids,
         }
-    }
-
-    /// What the run did that the job does not count yet.
-    fn unrecorded(&self) -> Outcome {
-        self.done.since(self.recorded)
     }
 }
 
@@ -385,26 +383,28 @@ impl Worker {
             received_ms,
             deadline,
         };
-        let mut held = Held::new(lease);
-        let end = self.erase_task(&run, from, &mut held).await;
-        let (lease, outcome, unrecorded) = (&held.lease, held.done, held.unrecorded());
+        let ledger = TaskLedger::new(&self.control, &task.job_id, &lease, job.expires_at);
+        let mut outcome = Outcome::default();
+        let end = match self.recover(&run, &lease).await {
+            Ok(()) => self.erase_task(&run, from, &ledger, &mut outcome).await,
+            Err(error) => Err(error),
+        };
         let now = now_ms();
         match end {
             Ok(TaskEnd::Done) => {
                 let recorded = self
                     .control
-                    .record_success(&task.job_id, lease, task.kind, unrecorded, now)
+                    .record_success(&task.job_id, &lease, task.kind, now)
                     .await;
                 let settled = match recorded {
                     Ok(settled) => settled,
                     Err(SuccessError::Finish(error)) => {
-                        // Keep the counts and give the lease back, so that the retry that
-                        // records the success finds nothing left to count and no lease held.
-                        if let Err(error) = self.record_progress(task, lease, unrecorded, now).await
-                        {
+                        // Give the lease back, so that the retry that records the success
+                        // finds no lease held (the counts are on the task's item already).
+                        if let Err(error) = self.record_progress(task, &lease, now).await {
                             tracing::error!(
                                 error = &error as &dyn std::error::Error,
-                                "could not record a verified run's progress"
+                                "could not give back a verified run's lease"
                             );
                         }
                         return Err(error.into());
@@ -423,7 +423,7 @@ impl Worker {
                 );
             }
             Ok(TaskEnd::Paused { at, .. }) => {
-                self.record_progress(task, lease, unrecorded, now).await?;
+                self.record_progress(task, &lease, now).await?;
                 self.metrics
                     .task_paused(task.kind, outcome, started.elapsed());
                 tracing::info!(
@@ -434,12 +434,12 @@ impl Worker {
                 );
             }
             Err(_) => {
-                // What the failed run removed is recorded, or a retry, finding it gone, would
-                // never count it. The run's own error is the one to report.
-                if let Err(error) = self.record_progress(task, lease, unrecorded, now).await {
+                // The pages the run closed are counted on the task's item; one it left open
+                // is counted by the next claim. The run's own error is the one to report.
+                if let Err(error) = self.record_progress(task, &lease, now).await {
                     tracing::error!(
                         error = &error as &dyn std::error::Error,
-                        "could not record a failed run's progress"
+                        "could not give back a failed run's lease"
                     );
                 }
             }
@@ -447,40 +447,58 @@ impl Worker {
         end
     }
 
+    /// Counts and closes the pages a run that held the task before this lease left open.
+    async fn recover(&self, run: &Run<'_>, lease: &TaskLease) -> Result<(), TaskError> {
+        if lease.inherited.is_empty() {
+            return Ok(());
+        }
+        let done = ledger::recover_inherited(
+            &self.control,
+            &self.data,
+            &run.task.job_id,
+            lease,
+            run.scope(),
+        )
+        .await?;
+        tracing::info!(
+            pages = lease.inherited.len(),
+            removed = done.removed,
+            rewritten = done.rewritten,
+            "counted the pages a run that died left open"
+        );
+        Ok(())
+    }
+
     async fn record_progress(
         &self,
         task: &Task,
         lease: &TaskLease,
-        outcome: Outcome,
         now: i64,
     ) -> Result<(), DynamoError> {
-        let recorded = self
+        if !self
             .control
-            .record_progress(&task.job_id, lease, outcome, now)
-            .await?;
-        if !recorded {
-            tracing::warn!(
-                removed = outcome.removed,
-                rewritten = outcome.rewritten,
-                "the task's lease ended before its run did; its counts were not recorded"
-            );
+            .record_progress(&task.job_id, lease, now)
+            .await?
+        {
+            tracing::warn!("the task's lease ended before its run did");
         }
         Ok(())
     }
 
     /// Erases a task's scope from position `from` and, once through it, verifies it after the
-    /// write window has closed, adding what it removes and rewrites to `held` as it goes.
+    /// write window has closed, adding what its passes removed and rewrote to `outcome`.
     async fn erase_task(
         &self,
         run: &Run<'_>,
         from: usize,
-        held: &mut Held,
+        ledger: &TaskLedger<'_>,
+        outcome: &mut Outcome,
     ) -> Result<TaskEnd, TaskError> {
         let paused_at = |at| TaskEnd::Paused {
             at,
             delay: Duration::ZERO,
         };
-        if let Some(at) = self.erase_scope(run, from, held).await? {
+        if let Some(at) = self.erase_scope(run, from, ledger, outcome).await? {
             return Ok(paused_at(at));
         }
         // A writer that checked the tombstone just before it was written lands within the
@@ -495,7 +513,7 @@ impl Worker {
                 return Ok(TaskEnd::Paused { at: 0, delay: wait });
             }
             tokio::time::sleep(wait).await;
-            if let Some(at) = self.erase_scope(run, 0, held).await? {
+            if let Some(at) = self.erase_scope(run, 0, ledger, outcome).await? {
                 return Ok(paused_at(at));
             }
         }
@@ -515,67 +533,37 @@ impl Worker {
     }
 
     /// Passes over the task's scope from position `from` until its end (`None`) or the
-    /// invocation's deadline (where to resume), renewing the lease between pages with a
-    /// checkpoint of the run's counts.
+    /// invocation's deadline (where to resume), each page recorded in `ledger`, renewing the
+    /// lease between passes.
     async fn erase_scope(
         &self,
         run: &Run<'_>,
         mut from: usize,
-        held: &mut Held,
+        ledger: &TaskLedger<'_>,
+        outcome: &mut Outcome,
     ) -> Result<Option<usize>, TaskError> {
         loop {
             let renew_at = Instant::now() + self.lease_timing.renewal;
             let pass = self
                 .data
-                .erase_until(
-                    &run.tenant,
-                    &run.task.user_id,
-                    deleter(run.task.kind),
-                    &run.job.organization_ids,
-                    from,
-                    Some(run.deadline.min(renew_at)),
-                )
-                .await;
-            let Some(at) = add_pass(pass, &mut held.done)? else {
+                .erase_recorded(run.scope(), from, Some(run.deadline.min(renew_at)), ledger)
+                .await?;
+            *outcome += pass.outcome;
+            let Some(at) = pass.resume_at else {
                 return Ok(None);
             };
             if Instant::now() >= run.deadline {
                 return Ok(Some(at));
             }
-            let now = now_ms();
-            let unrecorded = held.unrecorded();
+            let until = self.lease_timing.end(now_ms());
             if !self
                 .control
-                .checkpoint_task(
-                    &run.task.job_id,
-                    &mut held.lease,
-                    unrecorded,
-                    self.lease_timing.end(now),
-                )
+                .renew_task(&run.task.job_id, ledger.lease(), until)
                 .await?
             {
                 return Err(TaskError::LeaseLost);
             }
-            held.recorded = held.done;
             from = at;
-        }
-    }
-}
-
-/// Adds a pass's work to `outcome`, whether it ended or failed; the position to resume at
-/// when it stopped at its deadline.
-fn add_pass(
-    pass: Result<Pass, Interrupted>,
-    outcome: &mut Outcome,
-) -> Result<Option<usize>, TaskError> {
-    match pass {
-        Ok(pass) => {
-            *outcome += pass.outcome;
-            Ok(pass.resume_at)
-        }
-        Err(interrupted) => {
-            *outcome += interrupted.done;
-            Err(interrupted.error.into())
         }
     }
 }
