@@ -327,20 +327,6 @@ fn page_intent(plan: &PagePlan) -> Intent {
     intent
 }
 
-/// Closes a sweep's page, if it opened one, and adds its count to the pass's.
-async fn close_sweep<L: Ledger>(
-    opened: Option<u32>,
-    done: &Tally,
-    ledger: &L,
-    tally: &Tally,
-) -> Result<(), StoreError> {
-    if let Some(page) = opened {
-        ledger.close(page, done.outcome()).await?;
-        tally.add(done.outcome());
-    }
-    Ok(())
-}
-
 /// An entity to rewrite: its key, the version read, and the references (the user's own, of
 /// the page) that the rewrite leaves for its page to delete after its close.
 struct Rewrite<'a> {
@@ -589,16 +575,28 @@ impl DataStore {
                 if past_deadline(progressed) {
                     return Ok(Some(position));
                 }
+                // One page for the chunk: its intent names every annotation's receipt group.
+                let intent = Intent {
+                    groups: chunk.iter().map(|(a, _)| receipt_group(a)).collect(),
+                    ..Intent::default()
+                };
+                let page = ledger.open(intent).await?;
+                let done = Tally::default();
                 let finished = dynamo::settle_all(
-                    chunk.iter().map(|(annotation, marker)| async move {
-                        let finished = self
-                            .sweep(tenant, annotation, deadline, ledger, tally)
-                            .await?;
-                        Ok::<_, StoreError>(finished.then_some(marker))
+                    chunk.iter().map(|(annotation, marker)| {
+                        let done = &done;
+                        async move {
+                            let finished = self
+                                .sweep(tenant, annotation, deadline, (page, ledger), done)
+                                .await?;
+                            Ok::<_, StoreError>(finished.then_some(marker))
+                        }
                     }),
                     READ_CONCURRENCY,
                 )
                 .await?;
+                ledger.close(page, done.outcome()).await?;
+                tally.add(done.outcome());
                 // The markers go last, once their sweeps are done: in batches, not one by one.
                 // A sweep stopped at the deadline keeps its marker for the next pass.
                 let markers: Vec<_> = finished
@@ -866,18 +864,27 @@ impl DataStore {
 
         // Markers first: once the user's reference to a comment is gone, its marker is what
         // leads a retry to the annotation (and the comment's reactions) left behind.
+        // The page's intent is stored meanwhile: both only have to precede the removals.
         let fresh = sweeps.unmarked(&plan.sweeps);
         let puts = fresh
             .iter()
             .map(|(annotation, marker)| dynamo::put_request(marker_item(marker, annotation)))
             .collect();
-        dynamo::batch_write(&self.client, &self.table, puts).await?;
         let intent = page_intent(&plan);
+        let opened = async {
+            match intent.is_empty() {
+                true => Ok(None),
+                false => ledger.open(intent).await.map(Some),
+            }
+        };
+        let (marked, opened) =
+            futures::join!(dynamo::batch_write(&self.client, &self.table, puts), opened);
+        marked?;
+        let opened = opened?;
         sweeps.insert(fresh);
         sweeps.insert(plan.met);
 
-        if !intent.is_empty() {
-            let page = ledger.open(intent).await?;
+        if let Some(page) = opened {
             let done = Tally::default();
             self.remove(tenant, &plan.removals, &own, page, ledger, &done)
                 .await?;
@@ -972,7 +979,9 @@ impl DataStore {
 
     /// Sweeps one annotation whose comments a task removed: the reactions of comments that are
     /// gone, and the annotation with its views once it has no comment left (its marker is the
-    /// caller's to delete, after). Returns whether the sweep finished.
+    /// caller's to delete, after), adding to `done` what it counts: it claims what it removes
+    /// under the ledger's page `claims_page`, which the caller opened for its chunk of sweeps.
+    /// Returns whether the sweep finished.
     ///
     /// The annotation's subtree is one key range, read consistently `tuning.sweep_page` items
     /// at a time and dealt with page by page: the annotation first, then each comment followed
@@ -986,13 +995,9 @@ impl DataStore {
         tenant: &Tenant,
         annotation: &Key,
         deadline: Option<Instant>,
-        ledger: &L,
-        tally: &Tally,
+        (claims_page, ledger): (u32, &L),
+        done: &Tally,
     ) -> Result<bool, StoreError> {
-        // One intent for the whole sweep, opened before its first removal: everything it
-        // removes is claimed in the annotation's receipt group.
-        let mut opened = None;
-        let done = Tally::default();
         let mut itself = None;
         let mut has_comments = false;
         // The sort-key prefix of the last comment read: the reactions under it are its own.
@@ -1047,11 +1052,15 @@ impl DataStore {
                     });
                 }
             }
-            if !removals.is_empty() {
-                let page = self.open_sweep(&mut opened, annotation, ledger).await?;
-                self.remove(tenant, &removals, &HashSet::new(), page, ledger, &done)
-                    .await?;
-            }
+            self.remove(
+                tenant,
+                &removals,
+                &HashSet::new(),
+                claims_page,
+                ledger,
+                done,
+            )
+            .await?;
             if rest_kept {
                 break;
             }
@@ -1060,7 +1069,6 @@ impl DataStore {
                 None => break,
             }
             if !removals.is_empty() && deadline.is_some_and(|d| Instant::now() >= d) {
-                close_sweep(opened, &done, ledger, tally).await?;
                 return Ok(false);
             }
         }
@@ -1070,38 +1078,17 @@ impl DataStore {
                 entity,
                 children: Vec::new(),
             };
-            let page = self.open_sweep(&mut opened, annotation, ledger).await?;
             self.remove(
                 tenant,
                 std::slice::from_ref(&removal),
                 &HashSet::new(),
-                page,
+                claims_page,
                 ledger,
-                &done,
+                done,
             )
             .await?;
         }
-        close_sweep(opened, &done, ledger, tally).await?;
         Ok(true)
-    }
-
-    /// The page of a sweep of `annotation`, opened in `ledger` the first time it is asked for.
-    async fn open_sweep<L: Ledger>(
-        &self,
-        opened: &mut Option<u32>,
-        annotation: &Key,
-        ledger: &L,
-    ) -> Result<u32, StoreError> {
-        if let Some(page) = *opened {
-            return Ok(page);
-        }
-        let intent = Intent {
-            groups: BTreeSet::from([receipt_group(annotation)]),
-            ..Intent::default()
-        };
-        let page = ledger.open(intent).await?;
-        *opened = Some(page);
-        Ok(page)
     }
 
     /// Rewrites the entity at `rewrite.key` as the deleter says, conditioned on the version
