@@ -95,7 +95,7 @@ impl Tally {
 /// What a page (of references, or an annotation's sweep) is about to remove and rewrite,
 /// written down by a [`Ledger`] before the page writes anything: the evidence that lets a
 /// retry count the work of a run that died before it closed the page ([`DataStore::recover`]).
-/// Small by design (a page of 100 references is under 2 KB): it sits on the task's item.
+/// Small by design (a page of 100 references is 2–4 KB at most): it sits on the task's item.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Intent {
     /// The sort keys of the first and last of the user's references the page deals with. They

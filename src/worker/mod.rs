@@ -386,7 +386,10 @@ impl Worker {
         let ledger = TaskLedger::new(&self.control, &task.job_id, &lease, job.expires_at);
         let mut outcome = Outcome::default();
         let end = match self.recover(&run, &lease).await {
-            Ok(()) => self.erase_task(&run, from, &ledger, &mut outcome).await,
+            Ok(recovered) => {
+                outcome += recovered;
+                self.erase_task(&run, from, &ledger, &mut outcome).await
+            }
             Err(error) => Err(error),
         };
         let now = now_ms();
@@ -447,10 +450,11 @@ impl Worker {
         end
     }
 
-    /// Counts and closes the pages a run that held the task before this lease left open.
-    async fn recover(&self, run: &Run<'_>, lease: &TaskLease) -> Result<(), TaskError> {
+    /// Counts and closes the pages a run that held the task before this lease left open;
+    /// returns what they had done.
+    async fn recover(&self, run: &Run<'_>, lease: &TaskLease) -> Result<Outcome, TaskError> {
         if lease.inherited.is_empty() {
-            return Ok(());
+            return Ok(Outcome::default());
         }
         let done = ledger::recover_inherited(
             &self.control,
@@ -466,7 +470,7 @@ impl Worker {
             rewritten = done.rewritten,
             "counted the pages a run that died left open"
         );
-        Ok(())
+        Ok(done)
     }
 
     async fn record_progress(
