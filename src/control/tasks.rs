@@ -17,7 +17,7 @@
 //! next claim takes them over ([`TaskLease::inherited`]) and the worker counts them from what
 //! is left (DESIGN §3, "Exact counts"), so a run's death costs no count.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::primitives::Blob;
@@ -81,7 +81,7 @@ fn intent_value(intent: &Intent) -> AttributeValue {
         map.insert("first".to_owned(), AttributeValue::S(first.clone()));
         map.insert("last".to_owned(), AttributeValue::S(last.clone()));
     }
-    let blobs = |set: &std::collections::BTreeSet<Vec<u8>>| {
+    let blobs = |set: &BTreeSet<Vec<u8>>| {
         AttributeValue::Bs(set.iter().map(|h| Blob::new(h.clone())).collect())
     };
     if !intent.removals.is_empty() {
