@@ -176,13 +176,24 @@ fn add_outcome(update: UpdateItemFluentBuilder, outcome: Outcome) -> UpdateItemF
 }
 
 impl TaskLease {
+    /// Adds to `update` the condition that this lease is still held, and `also`, if any.
+    fn held(&self, update: UpdateItemFluentBuilder, also: &str) -> UpdateItemFluentBuilder {
+        let condition = match also {
+            "" => "holder = :holder".to_owned(),
+            also => format!("holder = :holder AND {also}"),
+        };
+        update
+            .condition_expression(condition)
+            .expression_attribute_values(":holder", AttributeValue::S(self.holder.clone()))
+    }
+
     /// Adds to `update` the condition that this lease is still held, and the removal of it.
     /// `set` is the update's `SET` clause, if any.
     fn release(&self, update: UpdateItemFluentBuilder, set: &str) -> UpdateItemFluentBuilder {
-        update
-            .update_expression(format!("{set} REMOVE holder, leaseUntil"))
-            .condition_expression("holder = :holder")
-            .expression_attribute_values(":holder", AttributeValue::S(self.holder.clone()))
+        self.held(
+            update.update_expression(format!("{set} REMOVE holder, leaseUntil")),
+            "",
+        )
     }
 }
 
@@ -266,7 +277,7 @@ impl ControlStore {
                     // The claim may have been applied and its answer lost: give it back, or
                     // the task would wait a whole term for a holder that never was. (Its
                     // retry reads the open pages again: they are still there.)
-                    if let Err(release) = self.give_back(job_id, &lease).await {
+                    if let Err(release) = self.release_task(job_id, &lease).await {
                         tracing::warn!(
                             error = &release as &dyn std::error::Error,
                             "could not give back a claim whose answer was lost"
@@ -287,8 +298,14 @@ impl ControlStore {
         Ok(TaskClaim::HeldUntil(now_ms))
     }
 
-    /// Gives a lease back without recording anything; a no-op unless this delivery holds it.
-    async fn give_back(&self, job_id: &JobId, lease: &TaskLease) -> Result<bool, DynamoError> {
+    /// Gives a lease back: the task goes on in a continuation, or in a retry if the run failed
+    /// (its open pages stay for the next claim). A no-op, `false`, unless this delivery holds
+    /// it (a run that outlived its lease).
+    pub(super) async fn release_task(
+        &self,
+        job_id: &JobId,
+        lease: &TaskLease,
+    ) -> Result<bool, DynamoError> {
         let update = self.update_task(job_id, &lease.task_id);
         let result = lease.release(update, "").send().await;
         dynamo::applied("UpdateItem", result)
@@ -302,14 +319,11 @@ impl ControlStore {
         lease: &TaskLease,
         until_ms: i64,
     ) -> Result<bool, DynamoError> {
-        let result = self
+        let update = self
             .update_task(job_id, &lease.task_id)
             .update_expression("SET leaseUntil = :until")
-            .condition_expression("holder = :holder")
-            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
-            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
-            .send()
-            .await;
+            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()));
+        let result = lease.held(update, "").send().await;
         dynamo::applied("UpdateItem", result)
     }
 
@@ -322,15 +336,12 @@ impl ControlStore {
         page: u32,
         intent: &Intent,
     ) -> Result<bool, DynamoError> {
-        let result = self
+        let update = self
             .update_task(job_id, &lease.task_id)
             .update_expression("SET #page = :intent")
-            .condition_expression("holder = :holder")
             .expression_attribute_names("#page", lease.page_name(page))
-            .expression_attribute_values(":intent", intent_value(intent))
-            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()))
-            .send()
-            .await;
+            .expression_attribute_values(":intent", intent_value(intent));
+        let result = lease.held(update, "").send().await;
         dynamo::applied("UpdateItem", result)
     }
 
@@ -350,21 +361,17 @@ impl ControlStore {
             return Ok(true);
         }
         let placeholders: Vec<String> = (0..names.len()).map(|i| format!("#p{i}")).collect();
-        let mut update = self
+        let still_open: Vec<String> = placeholders
+            .iter()
+            .map(|p| format!("attribute_exists({p})"))
+            .collect();
+        let update = self
             .update_task(job_id, &lease.task_id)
             .update_expression(format!(
                 "ADD removed :removed, rewritten :rewritten REMOVE {}",
                 placeholders.join(", ")
-            ))
-            .condition_expression(format!(
-                "holder = :holder AND {}",
-                placeholders
-                    .iter()
-                    .map(|p| format!("attribute_exists({p})"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            ))
-            .expression_attribute_values(":holder", AttributeValue::S(lease.holder.clone()));
+            ));
+        let mut update = lease.held(update, &still_open.join(" AND "));
         for (placeholder, name) in placeholders.iter().zip(names) {
             update = update.expression_attribute_names(placeholder, name);
         }
@@ -378,17 +385,6 @@ impl ControlStore {
                         && names.iter().all(|name| !item.contains_key(name))
                 })),
         }
-    }
-
-    /// Gives a run's lease back: the task goes on in a continuation, or in a retry if the run
-    /// failed (its open pages stay for the next claim). `false` when the lease was no longer
-    /// this delivery's (it outlived it).
-    pub(super) async fn release_task(
-        &self,
-        job_id: &JobId,
-        lease: &TaskLease,
-    ) -> Result<bool, DynamoError> {
-        self.give_back(job_id, lease).await
     }
 
     /// Marks the task finished, giving its lease back, in one update conditioned on the lease;
