@@ -126,7 +126,13 @@ impl Acceptance<'_> {
         };
         if let Err(error) = self
             .data
-            .mark_erased(tenant, &request.user_ids, &request.organization_ids, now)
+            .mark_erased(
+                tenant,
+                &request.user_ids,
+                &request.organization_ids,
+                &job_id,
+                now,
+            )
             .await
         {
             if created {

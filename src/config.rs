@@ -147,6 +147,8 @@ impl WorkerConfig {
 pub struct SweeperConfig {
     /// `CONTROL_TABLE`: the jobs and the open-jobs index.
     pub control_table: String,
+    /// `DATA_TABLE`: the tombstones of the jobs the sweep ends unaccepted, which it releases.
+    pub data_table: String,
     /// `MAX_RECEIVE_COUNT`: the task queue's redrive `maxReceiveCount`; with the visibility
     /// timeout it sets how long a job may go without progress before its tasks are surely
     /// dead letters.
@@ -164,6 +166,7 @@ impl SweeperConfig {
         }
         Ok(Self {
             control_table: required("CONTROL_TABLE")?,
+            data_table: required("DATA_TABLE")?,
             max_receive_count,
             webhook_queue_url: required("WEBHOOK_QUEUE_URL")?,
         })

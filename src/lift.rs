@@ -200,6 +200,7 @@ impl Deleted<'_> {
                     tenant,
                     std::slice::from_ref(user),
                     &job.organization_ids,
+                    &job.job_id,
                     job.created_at,
                 )
                 .await?;

@@ -5,7 +5,9 @@
 //!   (the redrive window): whatever killed the last attempts (a timeout, a crash, a DynamoDB
 //!   error), its tasks are in the dead-letter queue; every open task is recorded as failed and
 //!   the job settles `partial` (or `failed`), naming them. A redrive still completes it;
-//! - not fully enqueued once no retry can finish it any more: ends `failed`, saying why;
+//! - not fully enqueued once no retry can finish it any more: ends `failed`, saying why, and
+//!   releases its users' tombstones (its request was answered 503, which promised no cut-off):
+//!   one that no other job holds goes;
 //! - settled, here or by someone else (past a grace period, so as not to race them), and not
 //!   announced: enqueues its event when its tenant has a webhook, and records it;
 //! - settled and announced: drops it from the index, unless a settling wrote it again lately;
@@ -15,6 +17,7 @@ use crate::control::{ControlStore, JobView, OpenEntry, IDEMPOTENCY_WINDOW_SECOND
 use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
 use crate::infra::{VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS};
+use crate::store::{DataStore, Release, StoreError};
 use crate::webhook::announce::{AnnounceError, Announcer};
 use crate::webhook::queue::NotificationQueue;
 
@@ -75,6 +78,8 @@ pub struct Report {
     pub stalled: usize,
     /// Jobs ended `failed` because their acceptance never finished.
     pub unfinished: usize,
+    /// Tombstones deleted because such a job was their only holder.
+    pub tombstones_lifted: usize,
     /// Settlements whose event the sweep enqueued (its own, or ones whose announcement was
     /// lost).
     pub announced: usize,
@@ -93,23 +98,32 @@ enum SweepError {
     Dynamo(#[from] DynamoError),
     #[error(transparent)]
     Announce(#[from] AnnounceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// The sweep's capabilities.
 #[derive(Clone)]
 pub struct Sweeper {
     control: ControlStore,
+    data: DataStore,
     announcer: Announcer,
     bounds: Bounds,
 }
 
 impl Sweeper {
     /// A sweep that announces on `notifications` the settlements it makes and those whose
-    /// announcement was lost.
-    pub fn new(control: ControlStore, notifications: NotificationQueue, bounds: Bounds) -> Self {
+    /// announcement was lost, and releases in `data` the tombstones of the jobs it ends unaccepted.
+    pub fn new(
+        control: ControlStore,
+        data: DataStore,
+        notifications: NotificationQueue,
+        bounds: Bounds,
+    ) -> Self {
         Self {
             announcer: Announcer::new(control.clone(), notifications),
             control,
+            data,
             bounds,
         }
     }
@@ -128,6 +142,7 @@ impl Sweeper {
             open = report.open,
             stalled = report.stalled,
             unfinished = report.unfinished,
+            tombstones_lifted = report.tombstones_lifted,
             announced = report.announced,
             closed = report.closed,
             "sweep done"
@@ -170,6 +185,9 @@ impl Sweeper {
                 }
             }
         };
+        if job.owes_tombstone_release() {
+            self.release_tombstones(&job, now_ms, report).await?;
+        }
         if job.owes_announcement() {
             self.announce(&job, now_ms, report).await?;
         }
@@ -178,6 +196,30 @@ impl Sweeper {
         {
             report.closed += 1;
         }
+        Ok(())
+    }
+
+    /// Releases the holds of `job`, ended `failed` unaccepted, on its users' tombstones, then
+    /// records that it did; its index entry stays until then, so a pass that fails midway is
+    /// finished by the next one (a release is safe to repeat).
+    async fn release_tombstones(
+        &self,
+        job: &JobView,
+        now_ms: i64,
+        report: &mut Report,
+    ) -> Result<(), SweepError> {
+        let tenant = Tenant::from_stored(job.tenant.clone());
+        let releases = self
+            .data
+            .release_tombstones(&tenant, &job.user_hashes, &job.job_id)
+            .await?;
+        let count = |release| releases.iter().filter(|r| **r == release).count();
+        let (lifted, kept) = (count(Release::Lifted), count(Release::Kept));
+        self.control
+            .record_tombstones_released(&job.job_id, now_ms)
+            .await?;
+        tracing::warn!(job_id = %job.job_id, lifted, kept, "tombstones of a job never accepted released");
+        report.tombstones_lifted += lifted;
         Ok(())
     }
 

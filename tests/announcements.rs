@@ -65,6 +65,7 @@ async fn take_events(env: &TestEnv, queue_url: &str) -> Vec<String> {
 fn sweeper(env: &TestEnv, queue_url: &str) -> Sweeper {
     Sweeper::new(
         env.control.clone(),
+        env.data.clone(),
         NotificationQueue::new(env.sqs.clone(), queue_url),
         Bounds::for_queue(MAX_RECEIVE_COUNT),
     )
@@ -316,6 +317,7 @@ async fn a_tenant_without_a_webhook_costs_the_sweep_one_read_per_settlement_and_
     let recording_sweeper = |recorder: &Recorder| {
         Sweeper::new(
             ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
+            DataStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.data),
             NotificationQueue::new(recorder.sqs(&env.sqs), &webhooks),
             Bounds::for_queue(MAX_RECEIVE_COUNT),
         )

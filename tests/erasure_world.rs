@@ -433,9 +433,10 @@ fn assert_references_are_complete(table: &Table, tenant: &Tenant) {
     }
 }
 
-/// The users a job tombstoned, and in which organizations (`None`: all).
+/// The users job `job` tombstoned, and in which organizations (`None`: all).
 struct Tombstones<'a> {
     tenant: &'a Tenant,
+    job: &'a str,
     users: &'a [&'a str],
     organizations: Option<&'a [&'a str]>,
 }
@@ -451,6 +452,7 @@ fn assert_table(actual: &Table, expected: &Table, tombstones: Option<Tombstones>
                 .unwrap_or_else(|| panic!("no tombstone for {user:?}"));
             assert_eq!(item["entity"], AttributeValue::S("Tombstone".into()));
             assert!(item["erasedAt"].as_n().is_ok());
+            assert_eq!(item["holders"], AttributeValue::Ss(vec![t.job.to_owned()]));
             let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
             names.sort();
             match t.organizations {
@@ -458,7 +460,14 @@ fn assert_table(actual: &Table, expected: &Table, tombstones: Option<Tombstones>
                     assert_eq!(item["allOrganizations"], AttributeValue::Bool(true));
                     assert_eq!(
                         names,
-                        ["allOrganizations", "entity", "erasedAt", "pk", "sk"]
+                        [
+                            "allOrganizations",
+                            "entity",
+                            "erasedAt",
+                            "holders",
+                            "pk",
+                            "sk"
+                        ]
                     );
                 }
                 Some(orgs) => {
@@ -467,7 +476,10 @@ fn assert_table(actual: &Table, expected: &Table, tombstones: Option<Tombstones>
                     let mut wanted: Vec<String> = orgs.iter().map(|o| component(o)).collect();
                     wanted.sort();
                     assert_eq!(stored, wanted);
-                    assert_eq!(names, ["entity", "erasedAt", "organizations", "pk", "sk"]);
+                    assert_eq!(
+                        names,
+                        ["entity", "erasedAt", "holders", "organizations", "pk", "sk"]
+                    );
                 }
             }
         }
@@ -710,6 +722,7 @@ async fn erasing_users_everywhere_leaves_no_trace_of_them_and_changes_nothing_el
         &expected.table,
         Some(Tombstones {
             tenant: &tenant,
+            job: &job_id,
             users: &erased,
             organizations: None,
         }),
@@ -770,6 +783,7 @@ async fn erasing_users_in_some_organizations_changes_only_those_organizations() 
         &expected.table,
         Some(Tombstones {
             tenant: &tenant,
+            job: &job_id,
             users: &erased,
             organizations: Some(&organizations),
         }),
@@ -835,6 +849,7 @@ async fn a_dry_run_counts_what_the_real_run_then_does_and_changes_nothing() {
         &expected.table,
         Some(Tombstones {
             tenant: &tenant,
+            job: &job_id,
             users: &users,
             organizations: None,
         }),

@@ -301,6 +301,7 @@ async fn the_sweep_reports_the_age_of_the_oldest_open_job_until_it_is_ended() {
     let webhooks = NotificationQueue::new(env.sqs.clone(), format!("{}-webhooks", env.queue_url));
     let sweeper = Sweeper::new(
         env.control.clone(),
+        env.data.clone(),
         webhooks,
         Bounds::for_queue(MAX_RECEIVE_COUNT),
     );

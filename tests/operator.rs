@@ -12,10 +12,11 @@ use std::process::{Command, Output};
 use aws_sdk_dynamodb::types::AttributeValue;
 use common::{TestEnv, API_KEY};
 use erasure::control::{LiftAudit, LiftOutcome};
-use erasure::domain::ids::UserId;
+use erasure::domain::ids::{JobId, UserId};
 use erasure::keys::{component, fingerprint};
 use erasure::lift::{Lift, LiftError, LiftRequest};
 use erasure::store::fixture::Fixture;
+use erasure::store::Release;
 
 const WORLD: &str = include_str!("fixtures/contract-example.json");
 // Ids that no hash, job id or timestamp could contain by chance.
@@ -314,6 +315,19 @@ async fn a_job_accepted_during_a_lift_gets_its_tombstone_back_and_the_lift_is_re
     }
     // Put back: the user's data is refused again, everywhere (the first job's scope) and in
     // org1 (the racing job's).
+    assert!(write_world(&env).await.is_err());
+    // With its holders: were the racing job to end unaccepted, its release would leave the
+    // first job's hold in place.
+    let released = env
+        .data
+        .release_tombstones(
+            &env.tenant(),
+            &[component(ADA)],
+            &JobId::parse(&racing).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(released, [Release::Kept]);
     assert!(write_world(&env).await.is_err());
     let (records, _) = audits(&env).await;
     assert_eq!(records.len(), 1);

@@ -549,7 +549,8 @@ async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
     ensure_webhook_queue(&env).await;
     env.set_webhook("http://127.0.0.1:9/hook").await;
     // A job that will stall (its tasks never run), one never fully enqueued, one completed
-    // (by a worker that does not announce: the sweep does).
+    // (by a worker that does not announce: the sweep does). The one never enqueued shares a
+    // user with the completed one: its release deletes one tombstone and updates the other.
     let stalled = env.start_job(r#"{"data":{"userIds":["s1"]}}"#).await;
     let missing_queue = format!("{}-missing", env.queue_url);
     let broken = recording_api(
@@ -563,7 +564,7 @@ async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
         &broken,
         DELETE,
         &CREDENTIALS,
-        r#"{"data":{"userIds":["s2"]}}"#,
+        r#"{"data":{"userIds":["s2","s4"]}}"#,
     )
     .await;
     assert!(status >= 500, "{answer}");
@@ -573,21 +574,27 @@ async fn the_sweep_role_allows_exactly_the_calls_the_sweep_makes() {
         .send()
         .await
         .unwrap();
-    let done = env.start_job(r#"{"data":{"userIds":["s3"]}}"#).await;
+    let done = env.start_job(r#"{"data":{"userIds":["s3","s4"]}}"#).await;
     env.drain(&env.worker).await;
     assert_eq!(env.status(&done).await["jobStatus"], "completed");
 
     let recorder = Recorder::default();
     let sweeper = erasure::sweep::Sweeper::new(
         ControlStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.control),
+        DataStore::new(recorder.dynamodb(&env.dynamodb), &env.tables.data),
         NotificationQueue::new(recorder.sqs(&env.sqs), webhook_queue_url(&env)),
         erasure::sweep::Bounds::for_queue(MAX_RECEIVE_COUNT),
     );
     let later = erasure::clock::now_ms() + 48 * 60 * 60 * 1000;
     let report = sweeper.sweep(later).await.unwrap();
     assert_eq!(
-        (report.stalled, report.unfinished, report.announced),
-        (1, 1, 3),
+        (
+            report.stalled,
+            report.unfinished,
+            report.announced,
+            report.tombstones_lifted
+        ),
+        (1, 1, 3, 1),
         "{report:?}"
     );
     assert_eq!(env.status(&stalled).await["jobStatus"], "failed");

@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
+
 use common::faults::{Faults, Kind, Rule};
 use common::{is_job_item, key_of, request_to, TestEnv, API_KEY, AUTH_TOKEN};
 use erasure::api::Api;
@@ -32,6 +34,7 @@ fn sweeper(env: &TestEnv) -> Sweeper {
     let webhooks = format!("{}-webhooks", env.queue_url);
     Sweeper::new(
         env.control.clone(),
+        env.data.clone(),
         NotificationQueue::new(env.sqs.clone(), webhooks),
         Bounds::for_queue(MAX_RECEIVE_COUNT),
     )
@@ -214,10 +217,7 @@ async fn a_send_claim_left_by_a_request_that_died_is_taken_over_by_a_retry() {
     env.dynamodb
         .update_item()
         .table_name(&env.tables.control)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("JOB#{job_id}")),
-        )
+        .key("pk", AttributeValue::S(format!("JOB#{job_id}")))
         .key(
             "sk",
             aws_sdk_dynamodb::types::AttributeValue::S("JOB".into()),
@@ -297,24 +297,112 @@ async fn a_job_never_fully_enqueued_whose_caller_never_retries_ends_failed_sayin
             (Some("queued"), Some(false))
         );
     }
+    // Their tombstones went before the tasks: both users are cut off.
+    assert!(!env.accepts_data_for("u1").await);
+    assert!(!env.accepts_data_for("u2").await);
     // While a retry with the key can still finish it, the keyed job stays; the other cannot be
-    // finished by anyone once its request is over.
+    // finished by anyone once its request is over. Ended, it no longer cuts its user off: the
+    // 503 promised nothing.
     let report = sweeper(&env)
         .sweep(now_ms() + bounds().unfinished_after_ms + 1)
         .await
         .unwrap();
-    assert_eq!(report.unfinished, 1, "{report:?}");
+    assert_eq!(
+        (report.unfinished, report.tombstones_lifted),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(env.accepts_data_for("u2").await);
+    assert!(
+        !env.accepts_data_for("u1").await,
+        "a retry may still finish u1's job"
+    );
     let report = sweeper(&env)
         .sweep(now_ms() + bounds().unfinished_retryable_after_ms + 1)
         .await
         .unwrap();
-    assert_eq!(report.unfinished, 1, "{report:?}");
+    assert_eq!(
+        (report.unfinished, report.tombstones_lifted),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(env.accepts_data_for("u1").await);
     for id in &ids {
         let status = env.status(id).await;
         assert_eq!(status["jobStatus"], "failed", "{status}");
         assert_eq!(status["isDeleteCompleted"], false);
         assert_eq!(status["failureReason"], NOT_ENQUEUED_REASON);
     }
+    assert_eq!(open_entries(&env).await, 0);
+}
+
+/// A job that ends `failed` unaccepted lifts only the tombstones it alone holds: one that a
+/// completed erasure holds too, or one written before tombstones recorded their holders (whose
+/// jobs are unknown), keeps refusing the user's data. A second pass changes nothing.
+#[tokio::test]
+async fn a_job_never_accepted_lifts_only_the_tombstones_no_other_erasure_holds() {
+    let env = TestEnv::new().await;
+    let done = env.start_job(r#"{"data":{"userIds":["erased"]}}"#).await;
+    env.drain(&env.worker).await;
+    assert_eq!(env.status(&done).await["jobStatus"], "completed");
+    // A tombstone as acceptances wrote them before holder sets.
+    env.dynamodb
+        .put_item()
+        .table_name(&env.tables.data)
+        .item(
+            "pk",
+            AttributeValue::S(env.tenant().user_partition("erased-before")),
+        )
+        .item("sk", AttributeValue::S("TOMBSTONE".into()))
+        .item("entity", AttributeValue::S("Tombstone".into()))
+        .item("erasedAt", AttributeValue::N(now_ms().to_string()))
+        .item("allOrganizations", AttributeValue::Bool(true))
+        .send()
+        .await
+        .unwrap();
+
+    let faults = Faults::start().await;
+    faults.add(Rule::new("SendMessageBatch", "", Kind::ServerError));
+    let body = r#"{"data":{"userIds":["erased","erased-before","alone"]}}"#;
+    let (status, _) = request_to(
+        &faulty_api(&env, &faults),
+        "POST",
+        DELETE,
+        &[
+            ("x-velt-api-key", API_KEY),
+            ("x-velt-auth-token", AUTH_TOKEN),
+        ],
+        body,
+    )
+    .await;
+    assert_eq!(status, 503);
+    for user in ["erased", "erased-before", "alone"] {
+        assert!(!env.accepts_data_for(user).await, "{user} is cut off");
+    }
+
+    let later = now_ms() + bounds().unfinished_after_ms + 1;
+    let report = sweeper(&env).sweep(later).await.unwrap();
+    assert_eq!(
+        (report.unfinished, report.tombstones_lifted),
+        (1, 1),
+        "{report:?}"
+    );
+    assert!(env.accepts_data_for("alone").await);
+    assert!(
+        !env.accepts_data_for("erased").await,
+        "the completed job's hold stays"
+    );
+    assert!(
+        !env.accepts_data_for("erased-before").await,
+        "an older tombstone stays"
+    );
+    let report = sweeper(&env).sweep(later).await.unwrap();
+    assert_eq!(
+        (report.unfinished, report.tombstones_lifted),
+        (0, 0),
+        "{report:?}"
+    );
+    assert_eq!(tombstones(&env).await, 2);
     assert_eq!(open_entries(&env).await, 0);
 }
 

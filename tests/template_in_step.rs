@@ -335,9 +335,11 @@ fn the_workers_concurrency_is_capped_by_its_event_source() {
     assert!((2..=100).contains(&cap), "MaximumConcurrency {cap}");
 }
 
-/// The sweep runs on a schedule, and its bounds come from the queue the template declares.
+/// The sweep runs on a schedule, its bounds come from the queue the template declares, and it
+/// is told both tables (`SweeperConfig` requires them: it releases tombstones in the data
+/// table).
 #[test]
-fn the_sweep_runs_on_a_schedule_with_the_queues_receive_count() {
+fn the_sweep_runs_on_a_schedule_with_the_queues_receive_count_and_both_tables() {
     let template = template();
     let sweep = properties(&template, "SweepFunction");
     let events = sweep["Events"]
@@ -349,5 +351,14 @@ fn the_sweep_runs_on_a_schedule_with_the_queues_receive_count() {
     match &sweep["Environment"]["Variables"]["MAX_RECEIVE_COUNT"] {
         Value::Tagged(tagged) => assert_eq!(tagged.value.as_str(), Some("MaxReceiveCount")),
         other => panic!("MAX_RECEIVE_COUNT should be !Ref MaxReceiveCount: {other:?}"),
+    }
+    for (variable, table) in [
+        ("CONTROL_TABLE", "ControlTable"),
+        ("DATA_TABLE", "DataTable"),
+    ] {
+        match &sweep["Environment"]["Variables"][variable] {
+            Value::Tagged(tagged) => assert_eq!(tagged.value.as_str(), Some(table)),
+            other => panic!("{variable} should be !Ref {table}: {other:?}"),
+        }
     }
 }

@@ -4,6 +4,7 @@
 use erasure::config::SweeperConfig;
 use erasure::control::ControlStore;
 use erasure::metrics::{Function, Metrics};
+use erasure::store::DataStore;
 use erasure::sweep::{Bounds, Sweeper};
 use erasure::webhook::queue::NotificationQueue;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -15,8 +16,10 @@ async fn main() -> Result<(), Error> {
     let config = SweeperConfig::from_env()?;
     let aws = erasure::aws::config(erasure::aws::sweeper_timeouts()).await;
     // Clients are built once per cold start and lent to every invocation.
+    let dynamodb = aws_sdk_dynamodb::Client::new(&aws);
     let sweeper = Sweeper::new(
-        ControlStore::new(aws_sdk_dynamodb::Client::new(&aws), &config.control_table),
+        ControlStore::new(dynamodb.clone(), &config.control_table),
+        DataStore::new(dynamodb, &config.data_table),
         NotificationQueue::new(aws_sdk_sqs::Client::new(&aws), &config.webhook_queue_url),
         Bounds::for_queue(config.max_receive_count),
     );
@@ -31,6 +34,7 @@ async fn main() -> Result<(), Error> {
                 "open": report.open,
                 "stalled": report.stalled,
                 "unfinished": report.unfinished,
+                "tombstonesLifted": report.tombstones_lifted,
                 "announced": report.announced,
                 "closed": report.closed,
                 "oldestOpenAgeMs": report.oldest_open_age_ms,

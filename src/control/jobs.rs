@@ -94,6 +94,9 @@ pub struct JobView {
     pub succeeded_items: Counts,
     /// Why the job ended `failed` without running, when it did.
     pub failure_reason: Option<String>,
+    /// When the sweep released the job's holds on its users' tombstones, once it ended
+    /// `failed` without running ([`JobView::owes_tombstone_release`]).
+    pub tombstones_released_at: Option<i64>,
     /// The last settlement dealt with for the tenant's webhook: its event enqueued, or found
     /// to have no webhook to go to. The job owes an announcement while this differs from
     /// `status` (DESIGN §8).
@@ -133,6 +136,8 @@ struct JobRecord {
     retryable: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failure_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tombstones_released_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     announced_status: Option<JobStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -223,6 +228,15 @@ impl JobView {
         self.is_settled() && self.announced != Some(self.status)
     }
 
+    /// Whether the job ended `failed` because its acceptance never finished, and still holds
+    /// its users' tombstones: its request was answered 503, which promised no cut-off, so the
+    /// sweep releases them (a tombstone another job holds too stays).
+    pub fn owes_tombstone_release(&self) -> bool {
+        self.status == JobStatus::Failed
+            && self.failure_reason.is_some()
+            && self.tombstones_released_at.is_none()
+    }
+
     pub fn belongs_to(&self, tenant: &Tenant) -> bool {
         self.tenant == tenant.as_str()
     }
@@ -259,6 +273,7 @@ impl JobView {
             last_progress_at: record.last_progress_at,
             retryable: record.retryable,
             failure_reason: record.failure_reason,
+            tombstones_released_at: record.tombstones_released_at,
             succeeded_items: counters(item),
             announced: record.announced_status,
         })
@@ -322,6 +337,7 @@ impl ControlStore {
             last_progress_at: None,
             retryable: job.retryable,
             failure_reason: None,
+            tombstones_released_at: None,
             announced_status: None,
             send_claimed_at: Some(claim.at_ms),
             send_claim_id: Some(claim.id.clone()),
@@ -625,6 +641,22 @@ impl ControlStore {
             Err(error) if dynamo::is_conditional_check_failed(&error) => Ok(None),
             Err(error) => Err(DynamoError::call("UpdateItem", error)),
         }
+    }
+
+    /// Records that the job's holds on its users' tombstones are released.
+    pub async fn record_tombstones_released(
+        &self,
+        job_id: &JobId,
+        now_ms: i64,
+    ) -> Result<(), DynamoError> {
+        let result = self
+            .update_job(job_id)
+            .update_expression("SET tombstonesReleasedAt = :now")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
+            .send()
+            .await;
+        dynamo::applied("UpdateItem", result).map(drop)
     }
 
     /// Records that `status`, the job's current settlement, has been dealt with for the

@@ -482,8 +482,13 @@ pub const TOMBSTONE_SORT_KEY: &str = "TOMBSTONE";
 
 /// The key of `user_id`'s tombstone in `tenant`: in the user's own partition.
 pub fn tombstone_key(tenant: &Tenant, user_id: &str) -> Key {
+    tombstone_key_of_hash(tenant, &component(user_id))
+}
+
+/// The key of the tombstone of the user whose id has the key hash `user_hash`.
+pub fn tombstone_key_of_hash(tenant: &Tenant, user_hash: &str) -> Key {
     Key {
-        pk: tenant.user_partition(user_id),
+        pk: tenant.user_partition_of_hash(user_hash),
         sk: TOMBSTONE_SORT_KEY.to_owned(),
     }
 }

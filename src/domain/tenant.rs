@@ -18,7 +18,12 @@ impl Tenant {
 
     /// The partition of a user: their profile, their reference items and their tombstone.
     pub fn user_partition(&self, user_id: &str) -> String {
-        format!("{}#U#{}", self.0, component(user_id))
+        self.user_partition_of_hash(&component(user_id))
+    }
+
+    /// The partition of the user whose id has the key hash `user_hash` (a job's `userHashes`).
+    pub fn user_partition_of_hash(&self, user_hash: &str) -> String {
+        format!("{}#U#{}", self.0, user_hash)
     }
 
     pub(super) fn organization_partition(&self, organization_id: &str) -> String {

@@ -4,20 +4,22 @@
 pub mod export;
 pub mod fixture;
 pub mod synthetic;
+pub mod tombstones;
 pub mod tuning;
+
+pub use tombstones::{Release, Tombstone};
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use futures::{stream, StreamExt, TryStreamExt};
 
 use crate::domain::entity::{reference_key, tombstone_key, Entity, Key, Profile, TaggedContact};
-use crate::domain::ids::{OrganizationId, UserId};
 use crate::domain::tenant::Tenant;
 use crate::dynamo::{self, DynamoError, Item};
-use crate::keys::{component, fingerprint};
+use crate::keys::fingerprint;
+use tombstones::tombstone_covers;
 
 /// What can go wrong in the data store.
 #[derive(Debug, thiserror::Error)]
@@ -91,9 +93,6 @@ pub struct CheckedWrite {
 /// Entities written per tombstone check: with their reference items, a few parallel
 /// BatchWriteItems, one round trip well inside the write window.
 const ENTITIES_PER_CHECK: usize = 100;
-
-/// Parallel single-item writes (tombstones) in flight at once.
-const UPDATE_CONCURRENCY: usize = 16;
 
 /// The DynamoDB item of an entity at its key.
 pub(crate) fn entity_item(tenant: &Tenant, entity: &Entity) -> Result<Item, DynamoError> {
@@ -176,120 +175,6 @@ impl DataStore {
             entities,
             checked_at,
         })
-    }
-
-    /// Marks users as erased (in `organizations`, or everywhere when empty): from now on the
-    /// write path refuses data naming them there. The tombstone holds only the key hash of the
-    /// user. One idempotent update per user, all at once.
-    pub async fn mark_erased(
-        &self,
-        tenant: &Tenant,
-        users: &[UserId],
-        organizations: &[OrganizationId],
-        now_ms: i64,
-    ) -> Result<(), StoreError> {
-        let organization_set: Vec<String> = organizations
-            .iter()
-            .map(|o| component(o.as_str()))
-            .collect();
-        let keys: Vec<Key> = users
-            .iter()
-            .map(|user| tombstone_key(tenant, user.as_str()))
-            .collect();
-        stream::iter(keys)
-            .map(|key| {
-                let mut update = self
-                    .client
-                    .update_item()
-                    .table_name(&self.table)
-                    .set_key(Some(dynamo::key_item(&key)))
-                    .expression_attribute_values(":now", AttributeValue::N(now_ms.to_string()))
-                    .expression_attribute_values(":entity", AttributeValue::S("Tombstone".into()));
-                update = if organization_set.is_empty() {
-                    update
-                        .update_expression(
-                            "SET entity = :entity, erasedAt = :now, allOrganizations = :all",
-                        )
-                        .expression_attribute_values(":all", AttributeValue::Bool(true))
-                } else {
-                    update
-                        .update_expression(
-                            "SET entity = :entity, erasedAt = :now ADD organizations :orgs",
-                        )
-                        .expression_attribute_values(
-                            ":orgs",
-                            AttributeValue::Ss(organization_set.clone()),
-                        )
-                };
-                async move {
-                    update
-                        .send()
-                        .await
-                        .map_err(|e| DynamoError::call("UpdateItem", e))
-                }
-            })
-            .buffer_unordered(UPDATE_CONCURRENCY)
-            .try_collect::<Vec<_>>()
-            .await?;
-        Ok(())
-    }
-
-    /// Removes the user's tombstone (every scope) and returns what it covered, or `None` when
-    /// there was none. Only the `lift` module calls this: it checks first that no open job holds
-    /// the tombstone, and puts it back if one was accepted meanwhile.
-    pub async fn lift_tombstone(
-        &self,
-        tenant: &Tenant,
-        user: &UserId,
-    ) -> Result<Option<Tombstone>, StoreError> {
-        let key = tombstone_key(tenant, user.as_str());
-        let output = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(dynamo::key_item(&key)))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("DeleteItem", e))?;
-        Ok(output.attributes.as_ref().map(Tombstone::of_item))
-    }
-
-    /// Puts back what a lifted tombstone covered, merged with whatever tombstone the user has
-    /// now (a job accepted since may have written one): nothing it forbids is forgotten.
-    pub async fn restore_tombstone(
-        &self,
-        tenant: &Tenant,
-        user: &UserId,
-        tombstone: &Tombstone,
-    ) -> Result<(), StoreError> {
-        let key = tombstone_key(tenant, user.as_str());
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(dynamo::key_item(&key)))
-            .expression_attribute_values(":entity", AttributeValue::S("Tombstone".into()))
-            .expression_attribute_values(":at", AttributeValue::N(tombstone.erased_at.to_string()));
-        let mut expression =
-            "SET entity = :entity, erasedAt = if_not_exists(erasedAt, :at)".to_owned();
-        if tombstone.all_organizations {
-            expression.push_str(", allOrganizations = :all");
-            update = update.expression_attribute_values(":all", AttributeValue::Bool(true));
-        }
-        if !tombstone.organizations.is_empty() {
-            expression.push_str(" ADD organizations :orgs");
-            update = update.expression_attribute_values(
-                ":orgs",
-                AttributeValue::Ss(tombstone.organizations.clone()),
-            );
-        }
-        update
-            .update_expression(expression)
-            .send()
-            .await
-            .map_err(|e| DynamoError::call("UpdateItem", e))?;
-        Ok(())
     }
 
     async fn refuse_erased_users(
@@ -410,47 +295,6 @@ impl CheckedWrite {
             .await
             .map_err(|_| StoreError::WindowPassed(within))??;
         Ok(())
-    }
-}
-
-/// What a tombstone forbids: everywhere, or in organizations (by key hash).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tombstone {
-    pub all_organizations: bool,
-    pub organizations: Vec<String>,
-    pub erased_at: i64,
-}
-
-impl Tombstone {
-    fn of_item(item: &Item) -> Self {
-        Self {
-            all_organizations: matches!(
-                item.get("allOrganizations"),
-                Some(AttributeValue::Bool(true))
-            ),
-            organizations: match item.get("organizations") {
-                Some(AttributeValue::Ss(orgs)) => orgs.clone(),
-                _ => Vec::new(),
-            },
-            erased_at: match item.get("erasedAt") {
-                Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-                _ => 0,
-            },
-        }
-    }
-}
-
-/// Whether a tombstone forbids data in `organization` (`None`: outside any organization).
-fn tombstone_covers(tombstone: &Item, organization: Option<&str>) -> bool {
-    if matches!(
-        tombstone.get("allOrganizations"),
-        Some(AttributeValue::Bool(true))
-    ) {
-        return true;
-    }
-    match (organization, tombstone.get("organizations")) {
-        (Some(org), Some(AttributeValue::Ss(orgs))) => orgs.contains(&component(org)),
-        _ => false,
     }
 }
 

@@ -17,12 +17,13 @@ use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use erasure::api::Api;
 use erasure::config::{ApiConfig, Tables};
 use erasure::control::ControlStore;
+use erasure::domain::entity::{Entity, Profile};
 use erasure::domain::ids::ApiKey;
 use erasure::domain::tenant::Tenant;
 use erasure::infra;
 use erasure::queue::TaskQueue;
 use erasure::store::fixture::Fixture;
-use erasure::store::DataStore;
+use erasure::store::{DataStore, StoreError};
 use erasure::worker::{Delivery, Worker};
 use serde_json::Value;
 
@@ -119,6 +120,22 @@ impl TestEnv {
             data,
             control,
             invocation_budget: Duration::from_secs(600),
+        }
+    }
+
+    /// Whether the store accepts new data naming `user` (a profile, outside any organization);
+    /// `false` when a tombstone refuses it.
+    pub async fn accepts_data_for(&self, user: &str) -> bool {
+        let profile = Entity::Profile(Profile {
+            user_id: user.to_owned(),
+            name: "Someone New".into(),
+            email: "someone.new@example.test".into(),
+            photo_url: None,
+        });
+        match self.data.write(&self.tenant(), vec![profile]).await {
+            Ok(()) => true,
+            Err(StoreError::UserErased { .. }) => false,
+            Err(other) => panic!("writing a profile: {other}"),
         }
     }
 
