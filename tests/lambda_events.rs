@@ -75,15 +75,6 @@ const WORKER_EVENTS: [&str; 2] = ["worker-sqs.json", "worker-sqs-odd-records.jso
 /// The job id the recorded worker events name; tests put a real job's id in its place.
 const RECORDED_JOB_ID: &str = "AAAAAAAAAAAAAAAAAAAA";
 
-fn read_event(name: &str) -> Vec<u8> {
-    std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("events")
-            .join(name),
-    )
-    .unwrap()
-}
-
 /// The API key and token the recorded events carry (those of `make run`'s tenant).
 async fn env_with_recorded_tenant() -> TestEnv {
     let env = TestEnv::new().await;
@@ -92,7 +83,7 @@ async fn env_with_recorded_tenant() -> TestEnv {
 }
 
 async fn run_api_event(env: &TestEnv, name: &str) -> (u16, Value) {
-    let event: HttpApiEvent = serde_json::from_slice(&read_event(name)).unwrap();
+    let event: HttpApiEvent = serde_json::from_slice(&common::recorded_event(name)).unwrap();
     let response = answer(&env.api, event).await;
     // What API Gateway (and cargo lambda watch) read back from the function.
     let response: ApiGatewayV2httpResponse =
@@ -175,7 +166,8 @@ async fn refusals_name_what_was_wrong() {
 fn the_recorded_events_are_api_gateway_events_and_the_stock_types_refuse_what_ours_take() {
     // Each event parses as the stock API Gateway type too: the files are real events' shapes.
     for (name, _) in &API_EVENTS {
-        let parsed = serde_json::from_slice::<ApiGatewayV2httpRequest>(&read_event(name));
+        let parsed =
+            serde_json::from_slice::<ApiGatewayV2httpRequest>(&common::recorded_event(name));
         // A control character in a header fails the stock type: the runtime would report an
         // error and API Gateway answer its own 500. Ours reads it (400, above).
         assert_eq!(
@@ -201,7 +193,7 @@ async fn the_recorded_sqs_batch_runs_through_the_worker_adapter_to_a_completed_j
     let job_id = env
         .start_job(r#"{"data":{"userIds":["ada","grace"]}}"#)
         .await;
-    let event = String::from_utf8(read_event("worker-sqs.json"))
+    let event = String::from_utf8(common::recorded_event("worker-sqs.json"))
         .unwrap()
         .replace(RECORDED_JOB_ID, &job_id);
     let event: LambdaEvent<SqsEvent> =
@@ -219,7 +211,7 @@ async fn the_recorded_sqs_batch_runs_through_the_worker_adapter_to_a_completed_j
 async fn odd_records_fail_alone_and_are_the_only_ones_reported() {
     let env = TestEnv::new().await;
     let job_id = env.start_job(r#"{"data":{"userIds":["ada"]}}"#).await;
-    let event = String::from_utf8(read_event("worker-sqs-odd-records.json"))
+    let event = String::from_utf8(common::recorded_event("worker-sqs-odd-records.json"))
         .unwrap()
         .replace(RECORDED_JOB_ID, &job_id);
     let event: LambdaEvent<SqsEvent> =

@@ -29,6 +29,14 @@ use serde_json::Value;
 
 pub type Item = HashMap<String, AttributeValue>;
 
+/// The bytes of a recorded event of `events/`.
+pub fn recorded_event(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("events")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
 /// Test queues make a failed task visible again after this many seconds.
 pub const TEST_VISIBILITY_SECONDS: u32 = 1;
 
