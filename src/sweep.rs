@@ -5,9 +5,9 @@
 //!   (the redrive window): whatever killed the last attempts (a timeout, a crash, a DynamoDB
 //!   error), its tasks are in the dead-letter queue; every open task is recorded as failed and
 //!   the job settles `partial` (or `failed`), naming them. A redrive still completes it;
-//! - not fully enqueued once no retry can finish it any more: ends `failed`, saying why, and
-//!   releases its users' tombstones (its request was answered 503, which promised no cut-off):
-//!   one that no other job holds goes;
+//! - not fully enqueued once no retry can finish it any more: ends `failed`, saying why, and a
+//!   pass later releases its users' tombstones (its request was answered 503, which promised
+//!   no cut-off): one that no other job holds goes;
 //! - settled, here or by someone else (past a grace period, so as not to race them), and not
 //!   announced: enqueues its event when its tenant has a webhook, and records it;
 //! - settled and announced: drops it from the index, unless a settling wrote it again lately;
@@ -50,6 +50,9 @@ pub struct Bounds {
     /// An index entry written this long ago belongs to a settling that has happened or never
     /// will (it runs within one invocation): only then may the entry go.
     pub entry_settled_after_ms: i64,
+    /// A job ended unaccepted this long ago lets go of its tombstones: a lift that saw it
+    /// still open (and would put its hold back, `src/lift.rs`) has ended by then.
+    pub release_after_ms: i64,
 }
 
 impl Bounds {
@@ -65,6 +68,7 @@ impl Bounds {
             unfinished_after_ms: INVOCATION_BOUND_MS,
             unannounced_after_ms: ANNOUNCE_GRACE_MS,
             entry_settled_after_ms: INVOCATION_BOUND_MS,
+            release_after_ms: INVOCATION_BOUND_MS,
         }
     }
 }
@@ -185,13 +189,17 @@ impl Sweeper {
                 }
             }
         };
-        if job.owes_tombstone_release() {
+        // The entry stays until the job's tombstones are released.
+        let mut releasing = job.owes_tombstone_release();
+        if releasing && now_ms - job.completed_at.unwrap_or(0) > self.bounds.release_after_ms {
             self.release_tombstones(&job, now_ms, report).await?;
+            releasing = false;
         }
         if job.owes_announcement() {
             self.announce(&job, now_ms, report).await?;
         }
-        if now_ms - entry.opened_at > self.bounds.entry_settled_after_ms
+        if !releasing
+            && now_ms - entry.opened_at > self.bounds.entry_settled_after_ms
             && self.control.close_open_entry(entry).await?
         {
             report.closed += 1;
@@ -308,6 +316,8 @@ mod tests {
         let bounds = Bounds::for_queue(5);
         // The worker's invocation is the longest that settles a job.
         assert!(bounds.entry_settled_after_ms > i64::from(WORKER_TIMEOUT_SECONDS) * 1000);
+        // A lift is a few round trips; it gets far more before a failed job lets go.
+        assert!(bounds.release_after_ms >= 60_000);
         // The sweep leaves a settler a minute to announce (two calls) before it sends.
         assert!(bounds.unannounced_after_ms >= 60_000);
     }

@@ -301,29 +301,38 @@ async fn a_job_never_fully_enqueued_whose_caller_never_retries_ends_failed_sayin
     assert!(!env.accepts_data_for("u1").await);
     assert!(!env.accepts_data_for("u2").await);
     // While a retry with the key can still finish it, the keyed job stays; the other cannot be
-    // finished by anyone once its request is over. Ended, it no longer cuts its user off: the
-    // 503 promised nothing.
+    // finished by anyone once its request is over. Ended, and a pass later, it no longer cuts
+    // its user off: the 503 promised nothing.
+    let now = now_ms();
     let report = sweeper(&env)
-        .sweep(now_ms() + bounds().unfinished_after_ms + 1)
+        .sweep(now + bounds().unfinished_after_ms + 1)
         .await
         .unwrap();
+    assert_eq!(
+        (report.unfinished, report.tombstones_lifted),
+        (1, 0),
+        "{report:?}"
+    );
+    assert!(
+        !env.accepts_data_for("u2").await,
+        "released only a pass later"
+    );
+    let retryable_ended = now + bounds().unfinished_retryable_after_ms + 1;
+    let report = sweeper(&env).sweep(retryable_ended).await.unwrap();
     assert_eq!(
         (report.unfinished, report.tombstones_lifted),
         (1, 1),
         "{report:?}"
     );
     assert!(env.accepts_data_for("u2").await);
-    assert!(
-        !env.accepts_data_for("u1").await,
-        "a retry may still finish u1's job"
-    );
+    assert!(!env.accepts_data_for("u1").await);
     let report = sweeper(&env)
-        .sweep(now_ms() + bounds().unfinished_retryable_after_ms + 1)
+        .sweep(retryable_ended + bounds().release_after_ms + 1)
         .await
         .unwrap();
     assert_eq!(
         (report.unfinished, report.tombstones_lifted),
-        (1, 1),
+        (0, 1),
         "{report:?}"
     );
     assert!(env.accepts_data_for("u1").await);
@@ -380,11 +389,18 @@ async fn a_job_never_accepted_lifts_only_the_tombstones_no_other_erasure_holds()
         assert!(!env.accepts_data_for(user).await, "{user} is cut off");
     }
 
-    let later = now_ms() + bounds().unfinished_after_ms + 1;
-    let report = sweeper(&env).sweep(later).await.unwrap();
+    let ended = now_ms() + bounds().unfinished_after_ms + 1;
+    let report = sweeper(&env).sweep(ended).await.unwrap();
     assert_eq!(
         (report.unfinished, report.tombstones_lifted),
-        (1, 1),
+        (1, 0),
+        "{report:?}"
+    );
+    let released = ended + bounds().release_after_ms + 1;
+    let report = sweeper(&env).sweep(released).await.unwrap();
+    assert_eq!(
+        (report.unfinished, report.tombstones_lifted),
+        (0, 1),
         "{report:?}"
     );
     assert!(env.accepts_data_for("alone").await);
@@ -396,7 +412,7 @@ async fn a_job_never_accepted_lifts_only_the_tombstones_no_other_erasure_holds()
         !env.accepts_data_for("erased-before").await,
         "an older tombstone stays"
     );
-    let report = sweeper(&env).sweep(later).await.unwrap();
+    let report = sweeper(&env).sweep(released).await.unwrap();
     assert_eq!(
         (report.unfinished, report.tombstones_lifted),
         (0, 0),
