@@ -14,7 +14,6 @@
 //! - gone (its entry was written, the job never was): drops the entry.
 
 use crate::control::{ControlStore, JobView, OpenEntry, IDEMPOTENCY_WINDOW_SECONDS};
-use crate::domain::tenant::Tenant;
 use crate::dynamo::DynamoError;
 use crate::infra::{VISIBILITY_TIMEOUT_SECONDS, WORKER_TIMEOUT_SECONDS};
 use crate::store::{DataStore, Release, StoreError};
@@ -216,7 +215,7 @@ impl Sweeper {
         now_ms: i64,
         report: &mut Report,
     ) -> Result<(), SweepError> {
-        let tenant = Tenant::from_stored(job.tenant.clone());
+        let tenant = job.tenant();
         let releases = self
             .data
             .release_tombstones(&tenant, &job.user_hashes, &job.job_id)
@@ -240,7 +239,7 @@ impl Sweeper {
         now_ms: i64,
         report: &mut Report,
     ) -> Result<(), SweepError> {
-        let tenant = Tenant::from_stored(job.tenant.clone());
+        let tenant = job.tenant();
         if self.control.has_webhook(&tenant).await? {
             self.announcer.send(job, now_ms).await?;
             tracing::warn!(job_id = %job.job_id, status = job.status.as_str(), "settlement announced by the sweep");

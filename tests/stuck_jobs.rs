@@ -82,6 +82,14 @@ async fn delete_with_key(api: &Api, key: &str, body: &str) -> (u16, Value) {
     request_to(api, "POST", DELETE, &headers, body).await
 }
 
+async fn delete_without_key(api: &Api, body: &str) -> (u16, Value) {
+    let headers = [
+        ("x-velt-api-key", API_KEY),
+        ("x-velt-auth-token", AUTH_TOKEN),
+    ];
+    request_to(api, "POST", DELETE, &headers, body).await
+}
+
 async fn jobs(env: &TestEnv) -> Vec<String> {
     env.scan(&env.tables.control)
         .await
@@ -273,17 +281,7 @@ async fn a_job_never_fully_enqueued_whose_caller_never_retries_ends_failed_sayin
     let api = faulty_api(&env, &faults);
     let (status, _) = delete_with_key(&api, "gave-up", r#"{"data":{"userIds":["u1"]}}"#).await;
     assert_eq!(status, 503);
-    let (status, _) = request_to(
-        &api,
-        "POST",
-        DELETE,
-        &[
-            ("x-velt-api-key", API_KEY),
-            ("x-velt-auth-token", AUTH_TOKEN),
-        ],
-        r#"{"data":{"userIds":["u2"]}}"#,
-    )
-    .await;
+    let (status, _) = delete_without_key(&api, r#"{"data":{"userIds":["u2"]}}"#).await;
     assert_eq!(status, 503);
     let ids = jobs(&env).await;
     assert_eq!(ids.len(), 2);
@@ -373,17 +371,7 @@ async fn a_job_never_accepted_lifts_only_the_tombstones_no_other_erasure_holds()
     let faults = Faults::start().await;
     faults.add(Rule::new("SendMessageBatch", "", Kind::ServerError));
     let body = r#"{"data":{"userIds":["erased","erased-before","alone"]}}"#;
-    let (status, _) = request_to(
-        &faulty_api(&env, &faults),
-        "POST",
-        DELETE,
-        &[
-            ("x-velt-api-key", API_KEY),
-            ("x-velt-auth-token", AUTH_TOKEN),
-        ],
-        body,
-    )
-    .await;
+    let (status, _) = delete_without_key(&faulty_api(&env, &faults), body).await;
     assert_eq!(status, 503);
     for user in ["erased", "erased-before", "alone"] {
         assert!(!env.accepts_data_for(user).await, "{user} is cut off");

@@ -241,6 +241,11 @@ impl JobView {
         self.tenant == tenant.as_str()
     }
 
+    /// The tenant whose job this is.
+    pub fn tenant(&self) -> Tenant {
+        Tenant::from_stored(self.tenant.clone())
+    }
+
     fn parse(item: &Item) -> Option<Self> {
         let record: JobRecord = match serde_dynamo::from_item(item.clone()) {
             Ok(record) => record,

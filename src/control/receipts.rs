@@ -8,7 +8,7 @@
 //! died after claiming is recovered by reading its claims back: a sweep's group holds all it
 //! removed, so one Query finds them (DESIGN §3, "Exact counts").
 
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::AttributeValue;
 
 use super::{key, ControlStore};
 use crate::domain::entity::Key;
@@ -71,28 +71,16 @@ impl ControlStore {
 
     /// How many receipts of group `group` name `claimant`, read consistently.
     pub async fn claimed_receipts(&self, group: &str, claimant: &str) -> Result<u64, DynamoError> {
-        let mut count = 0;
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .filter_expression("claimant = :claimant")
-                .expression_attribute_values(":pk", AttributeValue::S(receipt_partition(group)))
-                .expression_attribute_values(":claimant", AttributeValue::S(claimant.into()))
-                .select(Select::Count)
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| DynamoError::call("Query", e))?;
-            count += u64::try_from(page.count).unwrap_or(0);
-            match page.last_evaluated_key {
-                Some(next) if !next.is_empty() => start = Some(next),
-                _ => return Ok(count),
-            }
-        }
+        let query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .filter_expression("claimant = :claimant")
+            .projection_expression("pk")
+            .expression_attribute_values(":pk", AttributeValue::S(receipt_partition(group)))
+            .expression_attribute_values(":claimant", AttributeValue::S(claimant.into()))
+            .consistent_read(true);
+        Ok(dynamo::query_pages(query).await?.len() as u64)
     }
 }

@@ -51,14 +51,12 @@ impl TaskLedger<'_> {
 impl Ledger for TaskLedger<'_> {
     async fn open(&self, intent: Intent) -> Result<u32, StoreError> {
         let page = self.pages.fetch_add(1, Ordering::Relaxed) + 1;
-        match self
+        let opened = self
             .control
             .open_page(self.job_id, self.lease, page, &intent)
-            .await?
-        {
-            true => Ok(page),
-            false => Err(StoreError::LeaseLost),
-        }
+            .await?;
+        still_held(opened)?;
+        Ok(page)
     }
 
     async fn claim(&self, page: u32, group: &str, keys: &[Key]) -> Result<u64, StoreError> {
@@ -72,14 +70,19 @@ impl Ledger for TaskLedger<'_> {
 
     async fn close(&self, page: u32, done: Outcome) -> Result<(), StoreError> {
         let names = [self.lease.page_name(page)];
-        match self
+        let closed = self
             .control
             .close_pages(self.job_id, self.lease, &names, done)
-            .await?
-        {
-            true => Ok(()),
-            false => Err(StoreError::LeaseLost),
-        }
+            .await?;
+        still_held(closed)
+    }
+}
+
+/// `LeaseLost` when a page's update was refused because the run no longer holds its lease.
+fn still_held(applied: bool) -> Result<(), StoreError> {
+    match applied {
+        true => Ok(()),
+        false => Err(StoreError::LeaseLost),
     }
 }
 
@@ -104,8 +107,6 @@ pub(super) async fn recover_inherited(
         }
     }
     let names: Vec<String> = lease.inherited.iter().map(|p| p.name.clone()).collect();
-    match control.close_pages(job_id, lease, &names, done).await? {
-        true => Ok(done),
-        false => Err(StoreError::LeaseLost),
-    }
+    still_held(control.close_pages(job_id, lease, &names, done).await?)?;
+    Ok(done)
 }

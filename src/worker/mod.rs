@@ -288,7 +288,7 @@ impl Worker {
         if !paused.is_empty() {
             // Sent before this delivery is acknowledged: a crash in between runs the tasks
             // twice, which is harmless; losing them is not possible.
-            let tenant = Tenant::from_stored(job.tenant.clone());
+            let tenant = job.tenant();
             if let Err(error) = self.queue.send_all_after(&tenant, &paused, delay).await {
                 tracing::error!(job_id = %job.job_id, error = &error as &dyn std::error::Error, "could not send the continuation");
                 failed.extend(&paused);
@@ -379,7 +379,7 @@ impl Worker {
         let run = Run {
             job,
             task,
-            tenant: Tenant::from_stored(job.tenant.clone()),
+            tenant: job.tenant(),
             received_ms,
             deadline,
         };
